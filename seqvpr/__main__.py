@@ -1,0 +1,5 @@
+import sys
+
+from seqvpr.cli import main
+
+sys.exit(main())

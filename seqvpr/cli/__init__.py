@@ -1,0 +1,70 @@
+"""The ``seqvpr`` command: one entry point with a subcommand per pipeline step.
+
+Each subcommand lives in its own module of this package and exposes ``NAME``,
+``HELP`` (one line), ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)``
+and ``run(args) -> int``. Modules import their heavy dependencies inside ``run`` so
+that ``seqvpr --help`` stays fast and works without optional extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from seqvpr import __version__
+
+__all__ = ["main", "build_parser"]
+
+SUBCOMMAND_MODULES = (
+    "seqvpr.cli.demo",
+    "seqvpr.cli.align",
+)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqvpr",
+        description=(
+            "Sequence-based visual place recognition with differentiable DTW (DecDTW). "
+            "Run `seqvpr <command> --help` for the options of one command."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"seqvpr {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for module_name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError) as error:
+        print(f"seqvpr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""seqvpr: sequence-based visual place recognition with differentiable DTW (DecDTW)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="seqvpr",
+    version="0.1.0",
+    description=(
+        "Sequence-based visual place recognition: NetVLAD descriptors aligned in "
+        "continuous time with differentiable GDTW (DecDTW)."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["seqvpr", "seqvpr.*"]),
+    package_data={"seqvpr": ["py.typed"]},
+    install_requires=[
+        # torch is pinned by the Makefile to the release on local disk; any 2.x works.
+        "torch>=2.1,<3",
+        "torchvision>=0.16",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "numba>=0.59",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+        "opencv-python-headless>=4.8",
+        "utm>=0.7",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        # faiss is an extra so that GPU users get faiss-gpu *instead of* faiss-cpu
+        # (both install the same `faiss` module and must not be installed together).
+        "cpu": ["faiss-cpu>=1.7.4"],
+        "gpu": ["faiss-gpu>=1.7.4"],
+        "audio": ["librosa>=0.10", "music21>=9.1", "pretty_midi>=0.2.10"],
+        "ros": ["rosbags>=0.9.20"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "tslearn>=0.6"],
+    },
+    entry_points={"console_scripts": ["seqvpr=seqvpr.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
