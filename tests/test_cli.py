@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from seqvpr.cli import build_parser, main
 
 
@@ -26,3 +28,65 @@ def test_unknown_subcommand_exits_with_usage_error():
     )
     assert completed.returncode == 2
     assert "invalid choice" in completed.stderr
+
+
+def test_demo_prints_warp_errors_and_writes_a_plot(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "seqvpr", "demo", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )
+    lines = completed.stdout.splitlines()
+    gdtw_line = next(line for line in lines if line.startswith("GDTW warp error"))
+    dtw_line = next(line for line in lines if line.startswith("DTW  warp error"))
+    gdtw_mean = float(gdtw_line.split("mean ")[1].split(" s")[0])
+    dtw_mean = float(dtw_line.split("mean ")[1].split(" s")[0])
+    # Continuous-time alignment recovers the known warp better than the discrete baseline.
+    assert gdtw_mean < dtw_mean < 1.0
+    plot = tmp_path / "alignment.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 10_000
+
+
+def _write_signal(path, times, values):
+    import numpy as np
+
+    np.savez(path, times=np.asarray(times, dtype=float), values=np.asarray(values, dtype=float))
+
+
+def test_align_command_recovers_a_shift(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    reference_times = np.arange(30.0)
+    reference_values = np.stack([np.sin(0.4 * reference_times), np.cos(0.25 * reference_times)], axis=1)
+    _write_signal(tmp_path / "ref.npz", reference_times, reference_values)
+    _write_signal(tmp_path / "query.npz", reference_times[10:20] + 500.0, reference_values[10:20])
+    out = tmp_path / "warp.npz"
+    assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"),
+                 "--subsequence", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    with np.load(out) as result:
+        np.testing.assert_allclose(result["warp"], reference_times[10:20], atol=0.01)
+        np.testing.assert_allclose(result["knots"], reference_times[10:20] + 500.0)
+    assert summary["warp_start_s"] == pytest.approx(10.0, abs=0.01)
+    assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"),
+                 "--subsequence", "--method", "dtw", "--out", str(out)]) == 0
+    with np.load(out) as result:
+        np.testing.assert_array_equal(result["warp"], reference_times[10:20])
+
+
+def test_align_command_names_bad_files(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "bad.npz", times=np.array([0.0, 2.0, 1.0]), values=np.zeros((3, 2)))
+    np.savez(tmp_path / "nofield.npz", stamps=np.arange(3.0))
+    _write_signal(tmp_path / "ok.npz", np.arange(5.0), np.zeros((5, 2)))
+    out = tmp_path / "out.npz"
+    assert main(["align", str(tmp_path / "ok.npz"), str(tmp_path / "bad.npz"), "--out", str(out)]) == 2
+    assert "bad.npz: times of sequence 0 are not strictly increasing" in capsys.readouterr().err
+    assert main(["align", str(tmp_path / "ok.npz"), str(tmp_path / "nofield.npz"), "--out", str(out)]) == 2
+    assert "nofield.npz: missing array(s) ['times', 'values']" in capsys.readouterr().err
+    assert main(["align", str(tmp_path / "missing.npz"), str(tmp_path / "ok.npz"), "--out", str(out)]) == 2
+    assert "missing.npz: no such file" in capsys.readouterr().err
+    assert not out.exists()
