@@ -208,9 +208,10 @@ class ReferenceIndex:
             raise ValueError("train the IVF index before adding references")
         count = len(descriptors)
         first = self.num_references == 0
-        self.times = _append(self.times, times, (count,), "times", first)
-        self.positions = _append(self.positions, positions, (count, 2), "positions", first)
+        new_times = _append(self.times, times, (count,), "times", first)
+        new_positions = _append(self.positions, positions, (count, 2), "positions", first)
         self._index.add(descriptors)
+        self.times, self.positions = new_times, new_positions
 
     # -- search ---------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
