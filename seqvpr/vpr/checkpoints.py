@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqvpr.vpr._atomic import atomic_path
+from seqvpr.io import atomic_path
 from seqvpr.vpr.encoder import _LAST_CONV_OF_BLOCK, EncoderConfig, NetVLADEncoder
 
 __all__ = [

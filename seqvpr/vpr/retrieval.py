@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seqvpr.vpr._atomic import atomic_path
+from seqvpr.io import atomic_path
 from seqvpr.vpr._faiss import import_faiss
 
 __all__ = ["IndexConfig", "SearchResult", "ReferenceIndex"]
@@ -249,8 +249,8 @@ class ReferenceIndex:
         if self.positions is not None:
             arrays["positions"] = self.positions
         path = Path(path)
-        with atomic_path(path) as temporary:
-            np.savez(temporary, **arrays)
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
         return path
 
     @classmethod
