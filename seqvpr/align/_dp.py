@@ -26,19 +26,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["solve_dp"]
+__all__ = ["solve_dp", "solve_gdtw"]
 
 _INF = np.inf
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _line_is_redundant(m1, b1, m2, b2, m3, b3):
     # Slopes m1 > m2 > m3. Line 2 never attains the minimum iff the intersection of lines
     # 1 and 3 lies left of (or at) the intersection of lines 1 and 2.
     return (b3 - b1) * (m1 - m2) <= (b2 - b1) * (m1 - m3)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _step_hull(prev_grid, prev_cost, grid, node, a, shift, lo, tol, cost_out, arg_out,
                hull_m, hull_b, hull_k):
     count_prev = prev_grid.shape[0]
@@ -89,7 +89,7 @@ def _step_hull(prev_grid, prev_cost, grid, node, a, shift, lo, tol, cost_out, ar
         arg_out[j] = chosen
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _step_scan(prev_grid, prev_cost, grid, node, a, shift, lo, hi, tol, brute, cost_out, arg_out):
     count_prev = prev_grid.shape[0]
     first = 0
@@ -118,52 +118,49 @@ def _step_scan(prev_grid, prev_cost, grid, node, a, shift, lo, hi, tol, brute, c
         arg_out[j] = best_k
 
 
-@njit(cache=True, parallel=True)
-def _solve(grid, node, a, shift, lo, hi, lengths, tol, brute, path, total):
+@njit(cache=True, error_model="numpy")
+def _shortest_path(grid, node, a, shift, lo, hi, tol, brute, path, args, cost, new_cost,
+                   hull_m, hull_b, hull_k):
+    """DP over knots 0..len(grid)-1 of one item; writes ``path``, returns the optimum."""
+    knots, size = grid.shape
+    cost[:] = node[0]
+    for i in range(1, knots):
+        span = grid[i, size - 1] - grid[i - 1, 0]
+        if brute or hi[i - 1] < span + tol:
+            _step_scan(grid[i - 1], cost, grid[i], node[i], a[i - 1], shift[i - 1], lo[i - 1],
+                       hi[i - 1], tol, brute, new_cost, args[i])
+        else:
+            _step_hull(grid[i - 1], cost, grid[i], node[i], a[i - 1], shift[i - 1], lo[i - 1],
+                       tol, new_cost, args[i], hull_m, hull_b, hull_k)
+        cost, new_cost = new_cost, cost
+    j = np.argmin(cost)
+    path[knots - 1] = j
+    for i in range(knots - 1, 0, -1):
+        j = args[i, j]
+        if j < 0:
+            break
+        path[i - 1] = j
+    return cost[path[knots - 1]]
+
+
+def _solve_grids_py(grid, node, a, shift, lo, hi, lengths, tol, brute, path, total):
     batch, _, size = grid.shape
     for b in prange(batch):
         length = lengths[b]
-        args = np.empty((length, size), dtype=np.int64)
-        cost = node[b, 0].copy()
-        new_cost = np.empty(size)
-        hull_m = np.empty(size)
-        hull_b = np.empty(size)
+        args = np.empty((length, size), dtype=np.int32)
+        buffers = np.empty((4, size))
         hull_k = np.empty(size, dtype=np.int64)
-        for i in range(1, length):
-            span = grid[b, i, size - 1] - grid[b, i - 1, 0]
-            if brute or hi[b, i - 1] < span + tol[b]:
-                _step_scan(grid[b, i - 1], cost, grid[b, i], node[b, i], a[b, i - 1],
-                           shift[b, i - 1], lo[b, i - 1], hi[b, i - 1], tol[b], brute,
-                           new_cost, args[i])
-            else:
-                _step_hull(grid[b, i - 1], cost, grid[b, i], node[b, i], a[b, i - 1],
-                           shift[b, i - 1], lo[b, i - 1], tol[b], new_cost, args[i],
-                           hull_m, hull_b, hull_k)
-            cost, new_cost = new_cost, cost
-        j = np.argmin(cost)
-        total[b] = cost[j]
-        path[b, length - 1] = j
-        for i in range(length - 1, 0, -1):
-            j = args[i, j]
-            if j < 0:
-                break
-            path[b, i - 1] = j
-        for i in range(length, grid.shape[1]):
-            path[b, i] = path[b, length - 1]
+        total[b] = _shortest_path(grid[b, :length], node[b, :length], a[b], shift[b], lo[b], hi[b],
+                                  tol[b], brute, path[b], args, buffers[0], buffers[1], buffers[2],
+                                  buffers[3], hull_k)
+        path[b, length:] = path[b, length - 1]
 
 
-def solve_dp(
-    grid: np.ndarray,
-    node: np.ndarray,
-    a: np.ndarray,
-    shift: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    lengths: np.ndarray,
-    tol: np.ndarray,
-    brute: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Solves the discretised problem for a batch.
+_solve_grids = njit(cache=True, parallel=True, error_model="numpy")(_solve_grids_py)
+
+
+def solve_dp(grid, node, a, shift, lo, hi, lengths, tol, brute=False):
+    """Solves the discretised problem on given grids (one DP pass, no refinement).
 
     Args:
         grid: candidate warp values, shape (B, m, M), sorted along M, float64.
@@ -183,5 +180,115 @@ def solve_dp(
     batch, knots, _ = grid.shape
     path = np.zeros((batch, knots), dtype=np.int64)
     total = np.empty(batch)
-    _solve(grid, node, a, shift, lo, hi, lengths, tol, brute, path, total)
+    _solve_grids(grid, node, a, shift, lo, hi, lengths, tol, brute, path, total)
     return path, total
+
+
+@njit(cache=True, error_model="numpy")
+def _node_costs(grid, cross, ref_sq, ref_next, query_sq, weights, ref_times, out):
+    """w_i ||R(phi) - Q_i||^2 on one knot's sorted grid, from inner products only.
+
+    Inside reference segment [k, k+1] at fraction alpha (beta = 1 - alpha):
+    ||R(phi) - Q||^2 = ||Q||^2 + beta^2 ||R_k||^2 + alpha^2 ||R_k+1||^2
+                       + 2 alpha beta <R_k, R_k+1> - 2 beta <Q, R_k> - 2 alpha <Q, R_k+1>.
+    """
+    last_segment = ref_times.shape[0] - 2
+    k = 0
+    for j in range(grid.shape[0]):
+        x = grid[j]
+        while k < last_segment and ref_times[k + 1] <= x:
+            k += 1
+        alpha = (x - ref_times[k]) / (ref_times[k + 1] - ref_times[k])
+        alpha = min(max(alpha, 0.0), 1.0)
+        beta = 1.0 - alpha
+        distance = (query_sq + beta * beta * ref_sq[k] + alpha * alpha * ref_sq[k + 1]
+                    + 2.0 * alpha * beta * ref_next[k] - 2.0 * (beta * cross[k] + alpha * cross[k + 1]))
+        out[j] = weights * max(distance, 0.0)
+
+
+def _solve_gdtw_py(cross, ref_sq, ref_next, query_sq, weights, ref_times, ref_lengths, lengths,
+                   lower, upper, a, shift, lo, hi, tol, size, refinements, factor, brute,
+                   warp, history, lower_out, upper_out):
+    for b in prange(cross.shape[0]):
+        knots = lengths[b]
+        count = ref_lengths[b]
+        low = lower[b, :knots].copy()
+        high = upper[b, :knots].copy()
+        grid = np.empty((knots, size))
+        node = np.empty((knots, size))
+        path = np.zeros(knots, dtype=np.int64)
+        args = np.empty((knots, size), dtype=np.int32)
+        buffers = np.empty((4, size))
+        hull_k = np.empty(size, dtype=np.int64)
+        for iteration in range(refinements + 1):
+            for i in range(knots):
+                step = (high[i] - low[i]) / (size - 1)
+                for j in range(size):
+                    grid[i, j] = low[i] + step * j
+                grid[i, size - 1] = high[i]
+                if iteration > 0:
+                    # Keep the previous optimum on the grid: the objective cannot rise.
+                    nearest = 0 if step <= 0.0 else int(round((warp[b, i] - low[i]) / step))
+                    grid[i, min(max(nearest, 0), size - 1)] = warp[b, i]
+                _node_costs(grid[i], cross[b, i, :count], ref_sq[b, :count], ref_next[b, :count],
+                            query_sq[b, i], weights[b, i], ref_times[b, :count], node[i])
+            history[b, iteration] = _shortest_path(
+                grid, node, a[b], shift[b], lo[b], hi[b], tol[b], brute, path, args,
+                buffers[0], buffers[1], buffers[2], buffers[3], hull_k)
+            for i in range(knots):
+                warp[b, i] = grid[i, path[i]]
+            if iteration == refinements:
+                break
+            for i in range(knots):
+                # Shrink the range by `factor` around the optimum, shifted to stay inside.
+                half = 0.5 * factor * (high[i] - low[i])
+                new_low = min(max(low[i], warp[b, i] - half), high[i] - 2.0 * half)
+                high[i] = max(min(high[i], warp[b, i] + half), low[i] + 2.0 * half)
+                low[i] = new_low
+        warp[b, knots:] = warp[b, knots - 1]
+        lower_out[b, :knots] = low
+        upper_out[b, :knots] = high
+        lower_out[b, knots:] = low[knots - 1]
+        upper_out[b, knots:] = high[knots - 1]
+
+
+_solve_gdtw_parallel = njit(cache=True, parallel=True, error_model="numpy")(_solve_gdtw_py)
+_solve_gdtw_serial = njit(cache=True, error_model="numpy")(_solve_gdtw_py)
+
+# Below this much DP work (knots x candidates summed over the batch) thread start-up costs
+# more than it saves.
+PARALLEL_WORK = 200_000
+
+
+def solve_gdtw(cross, ref_sq, ref_next, query_sq, weights, ref_times, ref_lengths, lengths,
+               lower, upper, a, shift, lo, hi, tol, size, refinements, factor, brute):
+    """Runs the DP with iterative refinement for a batch (all arrays float64 numpy).
+
+    Args:
+        cross: <Q_i, R_k>, shape (B, m, N).
+        ref_sq: ||R_k||^2, shape (B, N).
+        ref_next: <R_k, R_k+1>, shape (B, N - 1).
+        query_sq: ||Q_i||^2, shape (B, m).
+        weights: trapezoid weights, shape (B, m).
+        ref_times: reference times, shape (B, N).
+        ref_lengths, lengths: valid reference samples and knots per item, int64 (B,).
+        lower, upper: initial bounds of each phi_i, shape (B, m).
+        a, shift, lo, hi, tol: as in :func:`solve_dp`.
+        size: candidates per knot M.
+        refinements, factor: refinement iterations and shrink factor eta.
+        brute: use the O(M^2) kernel.
+
+    Returns:
+        ``(warp (B, m), history (B, refinements + 1), lower (B, m), upper (B, m))`` with the
+        final bounds of the grid.
+    """
+    batch, knots = lower.shape
+    warp = np.empty((batch, knots))
+    history = np.empty((batch, refinements + 1))
+    lower_out = np.empty((batch, knots))
+    upper_out = np.empty((batch, knots))
+    parallel = batch > 1 and int(lengths.sum()) * size >= PARALLEL_WORK
+    kernel = _solve_gdtw_parallel if parallel else _solve_gdtw_serial
+    kernel(cross, ref_sq, ref_next, query_sq, weights, ref_times, ref_lengths, lengths, lower, upper,
+           a, shift, lo, hi, tol, size, refinements, factor, brute, warp, history, lower_out, upper_out)
+    return warp, history, lower_out, upper_out

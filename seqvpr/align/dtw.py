@@ -22,6 +22,7 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
+from seqvpr.align._dp import PARALLEL_WORK
 from seqvpr.align.signal import Signal
 
 __all__ = ["DTWResult", "dtw", "pairwise_sq_distances"]
@@ -94,8 +95,7 @@ def _backtrack(acc, n, count, subsequence):
     return path[:size][::-1].copy()
 
 
-@njit(cache=True, parallel=True)
-def _solve(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes):
+def _solve_py(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes):
     for b in prange(cost.shape[0]):
         n, count = query_lengths[b], reference_lengths[b]
         acc = _accumulate(cost[b], n, count, subsequence)
@@ -103,6 +103,10 @@ def _solve(cost, query_lengths, reference_lengths, subsequence, totals, path_sto
         totals[b] = acc[n - 1, path[-1, 1]]
         path_sizes[b] = path.shape[0]
         path_store[b, : path.shape[0]] = path
+
+
+_solve_parallel = njit(cache=True, parallel=True)(_solve_py)
+_solve_serial = njit(cache=True)(_solve_py)
 
 
 def dtw(reference: Signal, query: Signal, subsequence: bool = False) -> DTWResult:
@@ -130,7 +134,9 @@ def dtw(reference: Signal, query: Signal, subsequence: bool = False) -> DTWResul
     totals = np.empty(batch)
     path_store = np.zeros((batch, query.max_length + reference.max_length, 2), dtype=np.int64)
     path_sizes = np.zeros(batch, dtype=np.int64)
-    _solve(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes)
+    work = int((query_lengths * reference_lengths).sum())
+    solve = _solve_parallel if batch > 1 and work >= PARALLEL_WORK else _solve_serial
+    solve(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes)
     paths = [path_store[b, : path_sizes[b]] for b in range(batch)]
 
     reference_times = reference.times.detach().double().cpu().numpy()

@@ -22,8 +22,10 @@ the refined grid, so the objective never rises between iterations.
 
 Node costs never materialise R on the grid: inside reference segment [k, k+1] at fraction
 alpha, ||R(phi) - Q_i||^2 expands into ||Q_i||^2, <Q_i, R_k>, <Q_i, R_k+1>, ||R_k||^2,
-||R_k+1||^2 and <R_k, R_k+1>, so one (m x N) matrix product per pair is the only work that
-grows with the feature dimension D.
+||R_k+1||^2 and <R_k, R_k+1>, so one (m x N) matrix product per pair, on the signals'
+device, is the only work that grows with the feature dimension D. Everything after it
+(grids, node costs, DP, refinement) is O(m M) per pair and runs in one numba call on the
+CPU: the DP is sequential over knots, and a GPU would spend it launching kernels.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqvpr.align._dp import solve_dp
+from seqvpr.align._dp import solve_gdtw
 from seqvpr.align.signal import Signal
 
 __all__ = ["GDTWConfig", "GDTWProblem", "GDTWResult", "gdtw", "gdtw_objective", "resolve_problem"]
@@ -344,52 +346,6 @@ def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDT
     )
 
 
-class _NodeCosts:
-    """w_i ||R(phi) - Q(t_i)||^2 on a grid of phi, from inner products only."""
-
-    def __init__(self, reference: Signal, problem: GDTWProblem):
-        self.reference = reference
-        self.weights = problem.weights
-        ref = reference.values
-        query = problem.query_at_knots
-        self.cross = torch.bmm(query, ref.transpose(1, 2)).double()  # (B, m, N)
-        self.ref_sq = ref.square().sum(-1).double()  # (B, N)
-        self.ref_next = (ref[:, :-1] * ref[:, 1:]).sum(-1).double()  # (B, N - 1)
-        self.query_sq = query.square().sum(-1).double()  # (B, m)
-
-    def __call__(self, grid: Tensor) -> Tensor:
-        batch, knots, size = grid.shape
-        index, alpha = self.reference.segments(grid.reshape(batch, -1))
-        index = index.reshape(batch, knots, size)
-        alpha = alpha.reshape(batch, knots, size)
-        beta = 1.0 - alpha
-        flat = index.reshape(batch, -1)
-        ref_left = self.ref_sq.gather(1, flat).reshape_as(alpha)
-        ref_right = self.ref_sq.gather(1, flat + 1).reshape_as(alpha)
-        ref_cross = self.ref_next.gather(1, flat).reshape_as(alpha)
-        q_left = self.cross.gather(2, index)
-        q_right = self.cross.gather(2, index + 1)
-        distance = (
-            self.query_sq[..., None]
-            + beta * beta * ref_left
-            + alpha * alpha * ref_right
-            + 2.0 * alpha * beta * ref_cross
-            - 2.0 * (beta * q_left + alpha * q_right)
-        ).clamp(min=0.0)
-        return self.weights[..., None] * distance
-
-
-def _make_grid(lower: Tensor, upper: Tensor, size: int) -> Tensor:
-    steps = torch.linspace(0.0, 1.0, size, dtype=torch.float64, device=lower.device)
-    return lower[..., None] + (upper - lower)[..., None] * steps
-
-
-def _insert(grid: Tensor, values: Tensor) -> Tensor:
-    """Replaces each row's grid point nearest to ``values`` by the value (keeps order)."""
-    nearest = (grid - values[..., None]).abs().argmin(-1, keepdim=True)
-    return grid.scatter(-1, nearest, values[..., None])
-
-
 def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> GDTWResult:
     """Aligns query signals to reference signals with GDTW.
 
@@ -409,43 +365,39 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
     problem = resolve_problem(reference, query, config)
     size = config.grid_size or max(50, reference.max_length + 1)
     with torch.no_grad():
-        node_costs = _NodeCosts(reference, problem)
-        lower, upper = problem.lower, problem.upper
-        grid = _make_grid(lower, upper, size)
-        lam = problem.lam[:, None]
+        # The only work that grows with D: inner products, on the signals' device.
+        ref = reference.values
+        knot_values = problem.query_at_knots
+        inner = (
+            torch.bmm(knot_values, ref.transpose(1, 2)),  # <Q_i, R_k>, (B, m, N)
+            ref.square().sum(-1),  # ||R_k||^2, (B, N)
+            (ref[:, :-1] * ref[:, 1:]).sum(-1),  # <R_k, R_k+1>, (B, N - 1)
+            knot_values.square().sum(-1),  # ||Q_i||^2, (B, m)
+        )
         dt = problem.dt
-        curvature = torch.where(dt > 0, lam / dt.clamp(min=1e-300), 0.0)
+        curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
         shift = problem.expected_slope[:, None] * dt
-        ref_span = (reference.end - reference.start).double()
-        kernel_args = [
+        tol = 1e-9 * (1.0 + (reference.end - reference.start).double().abs())
+        arrays = [
+            x.detach().to("cpu", torch.float64).numpy()
+            for x in (*inner, problem.weights, reference.times, )
+        ] + [reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy()] + [
             x.detach().cpu().numpy()
-            for x in (curvature, shift, problem.step_min, problem.step_max, problem.lengths,
-                      1e-9 * (1.0 + ref_span.abs()))
+            for x in (problem.lower, problem.upper, curvature, shift, problem.step_min,
+                      problem.step_max, tol)
         ]
-        history = []
-        for iteration in range(config.refinements + 1):
-            node = node_costs(grid)
-            path, cost = solve_dp(
-                grid.cpu().numpy(), node.cpu().numpy(), *kernel_args, brute=config.kernel == "brute"
-            )
-            path = torch.from_numpy(path).to(grid.device)
-            warp = grid.gather(2, path[..., None])[..., 0]
-            history.append(torch.from_numpy(cost))
-            if iteration == config.refinements:
-                break
-            half = 0.5 * config.refine_factor * (upper - lower)
-            new_lower = torch.minimum(torch.maximum(lower, warp - half), upper - 2 * half)
-            upper = torch.maximum(torch.minimum(upper, warp + half), lower + 2 * half)
-            lower = new_lower
-            grid = _insert(_make_grid(lower, upper, size), warp)
-    cost_history = torch.stack(history, dim=1).to(grid.device)
+        warp, history, lower, upper = solve_gdtw(
+            *arrays, size, config.refinements, config.refine_factor, config.kernel == "brute"
+        )
+    device = query.device
+    cost_history = torch.from_numpy(history).to(device)
     return GDTWResult(
         knots=problem.knots.to(query.dtype),
-        warp=warp.to(query.dtype),
+        warp=torch.from_numpy(warp).to(device, query.dtype),
         cost=cost_history[:, -1].to(query.dtype),
         lengths=problem.lengths,
         cost_history=cost_history,
-        grid_spacing=(upper - lower) / (size - 1),
+        grid_spacing=torch.from_numpy((upper - lower) / (size - 1)).to(device),
         problem=problem,
     )
 

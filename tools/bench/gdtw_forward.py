@@ -1,0 +1,80 @@
+"""Forward GDTW timings against in-run baselines (design.md §2.2, issue: forward solver).
+
+Each row times seqvpr's GDTW (fast convex-hull DP) beside two baselines measured in the
+same run on the same inputs: the same solver with the brute-force O(M^2) DP kernel, and
+classic DTW. The last row also reports the peak memory the call adds beyond its inputs.
+
+Usage: python tools/bench/gdtw_forward.py [--repeats 20] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_line, median_time_ms, peak_extra_memory_mb  # noqa: E402
+
+from seqvpr.align import GDTWConfig, Signal, dtw, gdtw  # noqa: E402
+
+
+def problem(batch, reference_length, query_length, dim, seed=0):
+    """Unit-norm descriptors (like NetVLAD's) at 1 Hz; the query is a noisy stretch."""
+    generator = torch.Generator().manual_seed(seed)
+    reference_values = torch.randn(batch, reference_length, dim, generator=generator)
+    reference_values = torch.nn.functional.normalize(reference_values.cumsum(1), dim=-1)
+    offset = max(0, (reference_length - query_length) // 3)
+    index = torch.linspace(offset, offset + min(query_length, reference_length - offset) - 1, query_length).long()
+    query_values = reference_values[:, index] + 0.1 * torch.randn(batch, query_length, dim, generator=generator)
+    reference_times = torch.arange(reference_length, dtype=torch.float32).expand(batch, -1)
+    query_times = torch.arange(query_length, dtype=torch.float32).expand(batch, -1) * 1.05
+    return Signal(reference_times, reference_values), Signal(query_times, query_values)
+
+
+CASES = [
+    # name, batch, N_ref, n_query, D, M, subsequence, target ms, authors' forward
+    ("VPR 10 into 25, D=128, batch 8", 8, 25, 10, 128, 50, True, 2, "11 ms"),
+    ("VPR 10 into 25, D=32768, batch 8", 8, 25, 10, 32768, 50, True, 30, "8.6 s"),
+    ("audio 256 vs 282, M=512, D=128", 1, 282, 256, 128, 512, True, 10, "1.7 s"),
+    ("full n=m=800, D=128", 1, 800, 800, 128, None, False, 60, "5-11 s"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats of the slow baselines")
+    args = parser.parse_args()
+    slow_repeats = 1 if args.quick else 3
+
+    print(f"machine: {machine_line()}")
+    print("| problem | seqvpr GDTW (ms) | target (ms) | brute O(M^2) kernel (ms) | speed-up vs brute | "
+          "classic DTW (ms) | GDTW / DTW | authors' forward |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, batch, n_ref, n_query, dim, size, subsequence, target, authors in CASES:
+        reference, query = problem(batch, n_ref, n_query, dim)
+        config = GDTWConfig(subsequence=subsequence, grid_size=size, lam=0.1)
+        brute_config = GDTWConfig(subsequence=subsequence, grid_size=size, lam=0.1, kernel="brute")
+        fast = median_time_ms(lambda: gdtw(reference, query, config), args.repeats)
+        slow_repeats_here = slow_repeats if (size or n_ref + 1) * n_query < 100_000 else 1
+        brute = median_time_ms(lambda: gdtw(reference, query, brute_config), slow_repeats_here, warmup=1)
+        classic = median_time_ms(lambda: dtw(reference, query, subsequence=subsequence), args.repeats)
+        same = torch.allclose(gdtw(reference, query, config).cost, gdtw(reference, query, brute_config).cost,
+                              rtol=1e-5)
+        print(f"| {name} | {fast:.2f} | {target} | {brute:.1f} | {brute / fast:.0f}x | {classic:.2f} | "
+              f"{fast / classic:.1f}x | {authors} |" + ("" if same else " COST MISMATCH"))
+
+    reference, query = problem(1, 800, 800, 128)
+    input_mb = sum(t.numel() * t.element_size() for t in (reference.values, query.values)) / 2**20
+    extra = peak_extra_memory_mb(lambda: gdtw(reference, query, GDTWConfig(subsequence=False)))
+    extra_dtw = peak_extra_memory_mb(lambda: dtw(reference, query))
+    print()
+    print(f"full n=m=800, D=128: inputs {input_mb:.2f} MB; peak memory added by gdtw {extra:.1f} MB "
+          f"(target <= 100 MB, authors 3.8 GB); by classic DTW {extra_dtw:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
