@@ -21,6 +21,10 @@ __all__ = ["main", "build_parser"]
 SUBCOMMAND_MODULES = (
     "seqvpr.cli.demo",
     "seqvpr.cli.align",
+    "seqvpr.cli.extract",
+    "seqvpr.cli.synth",
+    "seqvpr.cli.prepare_robotcar",
+    "seqvpr.cli.pairs",
 )
 
 

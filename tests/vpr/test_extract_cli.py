@@ -1,0 +1,157 @@
+import json
+import urllib.error
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import seqvpr.cli.extract as extract
+from seqvpr.cli import UserError, main
+from seqvpr.vpr import images_to_tensor, load_encoder
+from seqvpr.vpr.descriptor_file import read_descriptor_file
+
+SMALL = ["--preset", "small", "--backbone-weights", "random", "--image-size", "48x32", "--kmeans-images", "6"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Seven synthetic street-ish images named RobotCar-style by microsecond timestamps."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    base = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    for i in range(7):
+        image = np.roll(base, 6 * i, axis=1)
+        cv2.imwrite(str(folder / f"{1418381798000000 + i * 250000}.png"), image)
+    return folder
+
+
+def _run(folder, out, *extra):
+    return main(["extract", str(folder), "--out", str(out), *SMALL, *extra])
+
+
+def test_descriptors_times_and_values(tmp_path, folder, capsys):
+    out = tmp_path / "descriptors.npz"
+    assert _run(folder, out, "--save-model", str(tmp_path / "encoder.pt"), "--batch-size", "3") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["descriptors"] == 7 and summary["dim"] == 4096
+    result = read_descriptor_file(out)
+    np.testing.assert_allclose(result.times, 1418381798.0 + 0.25 * np.arange(7))
+    assert result.values.shape == (7, 4096) and result.values.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.values, axis=1), 1.0, atol=1e-5)
+    assert result.metadata["encoder"]["num_clusters"] == 16 and result.skipped == ()
+    assert not (tmp_path / "descriptors.npz.partial").exists()
+    # the same encoder applied by hand gives the same descriptors
+    encoder = load_encoder(tmp_path / "encoder.pt")
+    images = [cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB) for name in result.image_names]
+    with torch.no_grad():
+        expected = encoder(images_to_tensor(images, encoder.config)).numpy()
+    np.testing.assert_allclose(result.values, expected, atol=1e-5)
+    # --model with the saved checkpoint, float16 storage
+    again = tmp_path / "again.npz"
+    assert main(["extract", str(folder), "--out", str(again), "--model", str(tmp_path / "encoder.pt"), "--float16"]) == 0
+    half = read_descriptor_file(again)
+    assert half.values.dtype == np.float16
+    np.testing.assert_allclose(half.values.astype(np.float32), result.values, atol=1e-3)
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, monkeypatch):
+    reference = tmp_path / "reference.npz"
+    assert _run(folder, reference, "--chunk-size", "2") == 0
+
+    out = tmp_path / "resumed.npz"
+    original = extract._write_chunk
+    written = []
+
+    def interrupt_after_two(partial, start, *rest):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(start)
+        original(partial, start, *rest)
+
+    monkeypatch.setattr(extract, "_write_chunk", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        _run(folder, out, "--chunk-size", "2")
+    assert not out.exists() and sorted(p.name for p in (tmp_path / "resumed.npz.partial").glob("chunk_*")) == [
+        "chunk_000000000.npz", "chunk_000000002.npz"]
+
+    resumed = []
+    monkeypatch.setattr(extract, "_write_chunk", lambda partial, start, *rest: (resumed.append(start), original(partial, start, *rest)))
+    assert _run(folder, out, "--chunk-size", "2") == 0
+    assert resumed == [4, 6]
+    np.testing.assert_array_equal(read_descriptor_file(out).values, read_descriptor_file(reference).values)
+
+
+def test_changed_options_refuse_to_resume_unless_restart(tmp_path, folder, monkeypatch):
+    out = tmp_path / "d.npz"
+    monkeypatch.setattr(extract, "_write_chunk", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        _run(folder, out, "--chunk-size", "2")
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="differs in float16.*--restart"):
+        extract.run(extract_args(folder, out, "--chunk-size", "2", "--float16"))
+    assert _run(folder, out, "--chunk-size", "2", "--float16", "--restart") == 0
+
+
+def extract_args(folder, out, *extra):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    extract.add_arguments(parser)
+    return parser.parse_args([str(folder), "--out", str(out), *SMALL, *extra])
+
+
+def test_unreadable_images_are_named_or_skipped(tmp_path, folder, capsys):
+    (folder / "1418381802000000.png").write_bytes(b"not a png")
+    (folder / "1418381801500000.jpg").write_bytes(b"")
+    out = tmp_path / "d.npz"
+    assert _run(folder, out) == 2
+    error = capsys.readouterr().err
+    assert "1418381802000000.png" in error and "--skip-bad" in error
+    assert _run(folder, out, "--skip-bad") == 0
+    result = read_descriptor_file(out)
+    assert result.skipped == ("1418381801500000.jpg", "1418381802000000.png")
+    assert len(result.values) == 7 and "1418381802000000.png" not in result.image_names
+
+
+def test_offline_imagenet_tells_how_to_provide_weights(tmp_path, folder, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    code = main(["extract", str(folder), "--out", str(tmp_path / "d.npz"), "--preset", "small"])
+    assert code == 2 and "--backbone-weights PATH" in capsys.readouterr().err
+
+
+def test_list_images_time_modes(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name in ("10.5.png", "2.25.png", "3.png", "notes.txt"):
+        (folder / name).write_bytes(b"")
+    names, times = extract.list_images(folder)
+    assert names == ["2.25.png", "3.png", "10.5.png"] and times.tolist() == [2.25, 3.0, 10.5]
+    names, times = extract.list_images(folder, "index")
+    assert names == ["10.5.png", "2.25.png", "3.png"] and times.tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(UserError, match="not times: 10.5.png"):
+        extract.list_images(folder, "us")
+    (folder / "3.0.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="3.0.jpg and 3.png have the same time"):
+        extract.list_images(folder)
+    with pytest.raises(UserError, match="not a folder"):
+        extract.list_images(tmp_path / "missing")
+
+
+def test_descriptors_file_aligns_with_seqvpr_align(tmp_path, folder):
+    reference = tmp_path / "reference.npz"
+    assert _run(folder, reference, "--save-model", str(tmp_path / "encoder.pt")) == 0
+    query_folder = tmp_path / "query"
+    query_folder.mkdir()
+    for name in sorted(p.name for p in folder.iterdir())[2:5]:
+        (query_folder / name).write_bytes((folder / name).read_bytes())
+    query = tmp_path / "query.npz"
+    assert main(["extract", str(query_folder), "--out", str(query), "--model", str(tmp_path / "encoder.pt")]) == 0
+    assert main(["align", str(reference), str(query), "--out", str(tmp_path / "warp.npz"), "--method", "dtw",
+                 "--subsequence"]) == 0
+    with np.load(tmp_path / "warp.npz") as warp:
+        np.testing.assert_allclose(warp["warp"], read_descriptor_file(query).times, atol=1e-6)
