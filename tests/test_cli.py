@@ -90,3 +90,29 @@ def test_align_command_names_bad_files(tmp_path, capsys):
     assert main(["align", str(tmp_path / "missing.npz"), str(tmp_path / "ok.npz"), "--out", str(out)]) == 2
     assert "missing.npz: no such file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_align_command_reads_config_and_flags_override(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    times = np.arange(20.0)
+    values = np.stack([np.sin(0.5 * times), np.cos(0.3 * times)], axis=1)
+    _write_signal(tmp_path / "ref.npz", times, values)
+    _write_signal(tmp_path / "query.npz", times[4:12] + 7.0, values[4:12])
+    config = tmp_path / "gdtw.yaml"
+    config.write_text("subsequence: true\nlam: 0.5\n")
+    out = tmp_path / "out.npz"
+    assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"), "--config", str(config),
+                 "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["subsequence"] is True
+    assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"), "--config", str(config),
+                 "--no-subsequence", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["subsequence"] is False
+    assert summary["warp_start_s"] == 0.0 and summary["warp_end_s"] == 19.0
+    config.write_text("subsequence: true\nlambda: 0.5\n")
+    assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"), "--config", str(config),
+                 "--out", str(out)]) == 2
+    assert "unknown key(s) ['lambda']" in capsys.readouterr().err

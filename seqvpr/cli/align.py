@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from seqvpr.cli import UserError
@@ -29,17 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", type=Path, help="query signal (.npz with times, values)")
     parser.add_argument("--out", type=Path, required=True, help="output .npz path")
     parser.add_argument("--method", choices=("gdtw", "dtw"), default="gdtw", help="default gdtw")
-    parser.add_argument(
-        "--subsequence", action="store_true",
-        help="the query lies somewhere inside the reference (free ends)",
-    )
-    parser.add_argument("--lam", type=float, default=0.1, help="GDTW regularisation weight (default 0.1)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="GDTW options from a YAML file (see config/gdtw.yaml); flags below win")
+    parser.add_argument("--subsequence", action=argparse.BooleanOptionalAction, default=None,
+                        help="the query lies somewhere inside the reference (free ends); default: full")
+    parser.add_argument("--lam", type=float, default=None, help="GDTW regularisation weight (default 0.1)")
     parser.add_argument("--grid-size", type=int, default=None,
                         help="GDTW candidates per knot M (default max(50, N_ref + 1))")
-    parser.add_argument("--refinements", type=int, default=3, help="GDTW refinements (default 3)")
-    parser.add_argument("--slope-min", type=float, default=0.0, help="min dphi/dt in units of e (default 0)")
-    parser.add_argument("--slope-max", type=float, default=math.inf, help="max dphi/dt in units of e (default inf)")
+    parser.add_argument("--refinements", type=int, default=None, help="GDTW refinements (default 3)")
+    parser.add_argument("--slope-min", type=float, default=None, help="min dphi/dt in units of e (default 0)")
+    parser.add_argument("--slope-max", type=float, default=None, help="max dphi/dt in units of e (default inf)")
     parser.add_argument("--band", type=float, default=None, help="band width beta in [0, 1] (default none)")
+
+
+def _gdtw_config(args: argparse.Namespace):
+    import dataclasses
+
+    from seqvpr.align import GDTWConfig
+    from seqvpr.config import load_config
+
+    config = load_config(args.config, GDTWConfig) if args.config else GDTWConfig()
+    flags = {"subsequence": args.subsequence, "lam": args.lam, "grid_size": args.grid_size,
+             "refinements": args.refinements, "slope_min": args.slope_min,
+             "slope_max": args.slope_max, "band": args.band}
+    return dataclasses.replace(config, **{key: value for key, value in flags.items() if value is not None})
 
 
 def _load(path: Path):
@@ -71,26 +83,22 @@ def _load(path: Path):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from seqvpr.align import GDTWConfig, dtw, gdtw
+    from seqvpr.align import dtw, gdtw
     from seqvpr.io import atomic_path
 
     reference, query = _load(args.reference), _load(args.query)
+    config = _gdtw_config(args)
     if args.method == "gdtw":
-        config = GDTWConfig(
-            subsequence=args.subsequence, lam=args.lam, grid_size=args.grid_size,
-            refinements=args.refinements, slope_min=args.slope_min, slope_max=args.slope_max,
-            band=args.band,
-        )
         result = gdtw(reference, query, config)
         knots, warp, cost = result.knots[0], result.warp[0], float(result.cost[0])
     else:
-        result = dtw(reference, query, subsequence=args.subsequence)
+        result = dtw(reference, query, subsequence=config.subsequence)
         knots, warp, cost = query.times[0], result.warp[0], float(result.cost[0])
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, knots=knots.numpy(), warp=warp.numpy(), cost=np.float64(cost))
     summary = {
-        "method": args.method, "subsequence": args.subsequence, "cost": cost,
+        "method": args.method, "subsequence": config.subsequence, "cost": cost,
         "warp_start_s": float(warp[0]), "warp_end_s": float(warp[-1]), "out": str(args.out),
     }
     print(json.dumps(summary))
