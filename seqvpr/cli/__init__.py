@@ -22,9 +22,6 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.demo",
     "seqvpr.cli.align",
     "seqvpr.cli.extract",
-    "seqvpr.cli.synth",
-    "seqvpr.cli.prepare_robotcar",
-    "seqvpr.cli.pairs",
 )
 
 
