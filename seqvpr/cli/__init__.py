@@ -22,6 +22,9 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.demo",
     "seqvpr.cli.align",
     "seqvpr.cli.extract",
+    "seqvpr.cli.synth",
+    "seqvpr.cli.prepare_robotcar",
+    "seqvpr.cli.pairs",
 )
 
 
