@@ -95,7 +95,8 @@ def _backtrack(acc, n, count, subsequence):
     return path[:size][::-1].copy()
 
 
-def _solve_py(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes):
+def _solve_py(cost, reference_times, query_lengths, reference_lengths, subsequence, totals,
+              path_store, path_sizes, warp):
     for b in prange(cost.shape[0]):
         n, count = query_lengths[b], reference_lengths[b]
         acc = _accumulate(cost[b], n, count, subsequence)
@@ -103,6 +104,14 @@ def _solve_py(cost, query_lengths, reference_lengths, subsequence, totals, path_
         totals[b] = acc[n - 1, path[-1, 1]]
         path_sizes[b] = path.shape[0]
         path_store[b, : path.shape[0]] = path
+        # Warp at each query sample: mean time of the reference samples matched to it.
+        matches = np.zeros(n)
+        warp[b, :] = 0.0
+        for step in range(path.shape[0]):
+            warp[b, path[step, 0]] += reference_times[b, path[step, 1]]
+            matches[path[step, 0]] += 1.0
+        warp[b, :n] /= matches
+        warp[b, n:] = warp[b, n - 1]
 
 
 _solve_parallel = njit(cache=True, parallel=True)(_solve_py)
@@ -136,19 +145,13 @@ def dtw(reference: Signal, query: Signal, subsequence: bool = False) -> DTWResul
     path_sizes = np.zeros(batch, dtype=np.int64)
     work = int((query_lengths * reference_lengths).sum())
     solve = _solve_parallel if batch > 1 and work >= PARALLEL_WORK else _solve_serial
-    solve(cost, query_lengths, reference_lengths, subsequence, totals, path_store, path_sizes)
-    paths = [path_store[b, : path_sizes[b]] for b in range(batch)]
-
-    reference_times = reference.times.detach().double().cpu().numpy()
-    warp = np.zeros((batch, query.max_length))
-    for b, path in enumerate(paths):
-        sums = np.bincount(path[:, 0], weights=reference_times[b, path[:, 1]], minlength=query_lengths[b])
-        counts = np.bincount(path[:, 0], minlength=query_lengths[b])
-        warp[b, : query_lengths[b]] = sums / counts
-        warp[b, query_lengths[b]:] = warp[b, query_lengths[b] - 1]
+    reference_times = reference.times.detach().to("cpu", torch.float64).numpy()
+    warp = np.empty((batch, query.max_length))
+    solve(cost, reference_times, query_lengths, reference_lengths, subsequence, totals, path_store,
+          path_sizes, warp)
     return DTWResult(
         cost=torch.from_numpy(totals).to(device=query.device, dtype=query.dtype),
-        paths=paths,
+        paths=[path_store[b, : path_sizes[b]] for b in range(batch)],
         warp=torch.from_numpy(warp).to(device=query.device, dtype=query.dtype),
         lengths=query.lengths,
     )
