@@ -9,16 +9,20 @@ Depends on torch, numpy and numba only; knows nothing of images, audio or ROS.
 - :func:`dtw` -> :class:`DTWResult`: classic and subsequence DTW.
 """
 
+from seqvpr.align.decdtw import DecDTW, DecDTWFunction, decdtw
 from seqvpr.align.dtw import DTWResult, dtw, pairwise_sq_distances
 from seqvpr.align.gdtw import GDTWConfig, GDTWProblem, GDTWResult, gdtw, gdtw_objective, resolve_problem
 from seqvpr.align.signal import Signal
 
 __all__ = [
+    "DecDTW",
+    "DecDTWFunction",
     "DTWResult",
     "GDTWConfig",
     "GDTWProblem",
     "GDTWResult",
     "Signal",
+    "decdtw",
     "dtw",
     "gdtw",
     "gdtw_objective",

@@ -1,0 +1,252 @@
+r"""DecDTW: the optimal GDTW warp as a differentiable layer (paper §5-6).
+
+The layer computes
+
+    phi* = argmin_phi  sum_i w_i ||R(phi_i) - Q(t_i)||^2 + lambda sum_i dt_i (dphi_i / dt_i - e)^2
+           subject to  s_min e <= dphi_i / dt_i <= s_max e,  |phi_i - c(t_i)| <= beta T_ref,
+                       tau_1 <= phi_i <= tau_N  (and phi_1 = tau_1, phi_m = tau_N in full mode)
+
+(:mod:`seqvpr.align.gdtw` states it in full) and returns phi*, shape (B, m). The forward pass
+runs the GDTW solver (DP with refinement) under ``no_grad``; the backward pass differentiates
+the solution implicitly at phi* (:mod:`seqvpr.align._implicit`), giving gradients with
+respect to the reference values, the query values, lambda, the band beta and the slope
+bounds s_min, s_max - each only when it requires grad. Times (reference times, knot times)
+are data, not parameters: they take no gradient.
+
+Three forms, ddn style: :class:`DecDTWFunction` (the ``autograd.Function``), :func:`decdtw`
+(the function) and :class:`DecDTW` (an ``nn.Module`` holding the solver's hyperparameters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from seqvpr.align._implicit import detect_active_set, local_model, warp_vjp
+from seqvpr.align._implicit import polish as polish_warp
+from seqvpr.align.gdtw import GDTWConfig, gdtw
+from seqvpr.align.signal import Signal
+
+__all__ = ["DecDTW", "DecDTWFunction", "decdtw"]
+
+Scalar = float | int | Tensor
+
+
+def _reduce_to(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
+    """Sums a (B,) or (B, m - 1) gradient down to the shape the input was given in."""
+    if grad is None or like is None:
+        return None
+    if like.dim() == 0:
+        grad = grad.sum()
+    elif like.dim() == 1 and grad.dim() == 2:
+        grad = grad.sum(1)
+    return grad.to(like.dtype).reshape(like.shape)
+
+
+class DecDTWFunction(torch.autograd.Function):
+    """Autograd function: ``apply(reference_values, query_values, lam, slope_min, slope_max,
+    band, reference, query, config) -> warp (B, m)``.
+
+    ``reference`` and ``query`` are the :class:`Signal` objects whose ``values`` are the first
+    two arguments (passed separately so autograd sees them); ``lam``, ``slope_min``,
+    ``slope_max`` and ``band`` are tensors (``band`` may be None) and override the fields of
+    ``config``; ``polish`` enables the Newton polish of the DP answer. Prefer :func:`decdtw`,
+    which prepares these arguments.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        reference_values: Tensor,
+        query_values: Tensor,
+        lam: Tensor,
+        slope_min: Tensor,
+        slope_max: Tensor,
+        band: Tensor | None,
+        reference: Signal,
+        query: Signal,
+        config: GDTWConfig,
+        polish: bool,
+    ) -> Tensor:
+        solve_config = replace(config, lam=lam, slope_min=slope_min, slope_max=slope_max, band=band)
+        result = gdtw(reference, query, solve_config)
+        needs_grad = any(ctx.needs_input_grad[:6])
+        if not (polish or needs_grad):
+            return result.warp
+        problem = result.problem
+        warp = result.warp.to(torch.float64)
+        # Active within a grid step, plus the rounding of a warp returned in the query's dtype.
+        magnitude = reference.times.detach().abs().amax(1).to(torch.float64)
+        rounding = 4.0 * torch.finfo(result.warp.dtype).eps * (1.0 + magnitude)
+        tolerance = result.grid_spacing + rounding[:, None]
+        band64 = None if band is None else band.to(torch.float64).expand(reference.batch_size)
+        active = detect_active_set(reference, problem, warp, tolerance, band64)
+        model = local_model(reference, problem, active)
+        if polish:
+            warp = polish_warp(model, problem, warp)
+        if needs_grad:
+            ctx.model, ctx.problem, ctx.warp = model, problem, warp
+            ctx.signals = (reference, query)
+            ctx.given = (lam, slope_min, slope_max, band)
+            ctx.save_for_backward(reference_values, query_values)
+        return warp.to(result.warp.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_warp: Tensor):
+        ctx.saved_tensors  # raises if a saved input was modified in place since the forward
+        reference, query = ctx.signals
+        needs = tuple(bool(x) for x in ctx.needs_input_grad[:6])
+        grads = warp_vjp(grad_warp, reference, query, ctx.problem, ctx.model, ctx.warp, needs)
+        lam, slope_min, slope_max, band = ctx.given
+        return (
+            grads.reference_values,
+            grads.query_values,
+            _reduce_to(grads.lam, lam),
+            _reduce_to(grads.slope_min, slope_min),
+            _reduce_to(grads.slope_max, slope_max),
+            _reduce_to(grads.band, band),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _as_parameter(name: str, value: Scalar | None, device: torch.device) -> Tensor | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        if value.device != device:
+            raise ValueError(f"{name} is on {value.device} but the signals are on {device}")
+        return value
+    if not isinstance(value, float | int):
+        raise ValueError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+    return torch.tensor(float(value), dtype=torch.float64, device=device)
+
+
+def decdtw(
+    reference: Signal, query: Signal, config: GDTWConfig | None = None, polish: bool = True
+) -> Tensor:
+    """The optimal GDTW warp, differentiable by implicit differentiation.
+
+    Args:
+        reference: B reference signals, times (B, N), values (B, N, D).
+        query: B query signals, times (B, n), values (B, n, D).
+        config: solver options (:class:`GDTWConfig`). ``lam``, ``slope_min``,
+            ``slope_max`` and ``band`` may be tensors that require grad: lam and band a
+            scalar or (B,), the slope bounds a scalar, (B,) or (B, m - 1).
+        polish: finish the DP answer with one Newton step on the active face (exact for the
+            piecewise-quadratic objective when the active set is right; kept only where it
+            stays feasible). Makes the warp a smooth function of the inputs.
+
+    Returns:
+        phi* at the knots (the query times unless ``config.knots`` is set), shape (B, m),
+        in the query's dtype; padding knots repeat the last valid value.
+
+    Raises:
+        ValueError: on mismatched signals, lambda < 0, band outside [0, 1],
+            s_min > s_max, infeasible constraints, or non-tensor, non-float parameters.
+    """
+    config = config or GDTWConfig()
+    if not isinstance(reference, Signal) or not isinstance(query, Signal):
+        raise ValueError("reference and query must be seqvpr.align.Signal objects")
+    device = reference.device
+    lam = _as_parameter("lam", config.lam, device)
+    slope_min = _as_parameter("slope_min", config.slope_min, device)
+    slope_max = _as_parameter("slope_max", config.slope_max, device)
+    band = _as_parameter("band", config.band, device)
+    return DecDTWFunction.apply(
+        reference.values, query.values, lam, slope_min, slope_max, band, reference, query, config, polish
+    )
+
+
+class DecDTW(nn.Module):
+    """DecDTW layer: holds the GDTW solver's hyperparameters; returns the optimal warp.
+
+    Args:
+        subsequence: free ends (the query lies inside the reference) instead of pinned ends.
+        lam: default regularisation weight lambda >= 0.
+        grid_size: candidates per knot M; default max(50, N_ref + 1).
+        refinements: refinement iterations after the first DP solve.
+        refine_factor: eta in (0, 1), the shrink factor of each refinement.
+        slope_min, slope_max: default slope bounds, in units of the expected slope e.
+        band: default band beta in [0, 1], or None for no band.
+        kernel: DP kernel, ``"fast"`` or ``"brute"``.
+        polish: finish the DP answer with a Newton step on the active face (see
+            :func:`decdtw`).
+
+    Example:
+        >>> layer = DecDTW(subsequence=True, lam=0.1, grid_size=50)
+        >>> warp = layer(reference, query)            # (B, m), differentiable
+        >>> warp = layer(reference, query, lam=lam)   # lam: a tensor that requires grad
+    """
+
+    def __init__(
+        self,
+        subsequence: bool = False,
+        lam: float = 0.1,
+        grid_size: int | None = None,
+        refinements: int = 3,
+        refine_factor: float = 0.125,
+        slope_min: float = 0.0,
+        slope_max: float = math.inf,
+        band: float | None = None,
+        kernel: str = "fast",
+        polish: bool = True,
+    ):
+        super().__init__()
+        self.polish = polish
+        self.config = GDTWConfig(
+            subsequence=subsequence,
+            lam=lam,
+            grid_size=grid_size,
+            refinements=refinements,
+            refine_factor=refine_factor,
+            slope_min=slope_min,
+            slope_max=slope_max,
+            band=band,
+            kernel=kernel,
+        )
+
+    def forward(
+        self,
+        reference: Signal,
+        query: Signal,
+        lam: Scalar | None = None,
+        band: Scalar | None = None,
+        slope_min: Scalar | None = None,
+        slope_max: Scalar | None = None,
+        knots: Tensor | None = None,
+    ) -> Tensor:
+        """Aligns ``query`` to ``reference``; arguments left None take the layer's defaults.
+
+        Args:
+            reference: B reference signals, values (B, N, D).
+            query: B query signals, values (B, n, D).
+            lam: lambda, float or tensor, scalar or (B,).
+            band: beta, float or tensor, scalar or (B,).
+            slope_min, slope_max: float or tensor, scalar, (B,) or (B, m - 1).
+            knots: knot times, (m,) or (B, m); default the query's sample times.
+
+        Returns:
+            The optimal warp phi*, shape (B, m).
+        """
+        overrides = {
+            name: value
+            for name, value in (
+                ("lam", lam), ("band", band), ("slope_min", slope_min), ("slope_max", slope_max),
+                ("knots", knots),
+            )
+            if value is not None
+        }
+        return decdtw(reference, query, replace(self.config, **overrides), self.polish)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"subsequence={c.subsequence}, lam={c.lam}, grid_size={c.grid_size}, "
+            f"refinements={c.refinements}, band={c.band}, slope=[{c.slope_min}, {c.slope_max}]"
+        )

@@ -1,0 +1,455 @@
+"""DecDTW layer: forward agrees with the solver, implicit gradients against gradcheck, an
+independent dense KKT oracle (DP + SLSQP + exact active-set QP) and finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqvpr.align import DecDTW, GDTWConfig, Signal, decdtw, gdtw, gdtw_objective
+from seqvpr.align._implicit import solve_tridiagonal
+from tests.conftest import requires_cuda
+
+F64 = torch.float64
+
+
+def _curve(times: torch.Tensor, phase: float) -> torch.Tensor:
+    return torch.stack(
+        [torch.sin(0.7 * times + phase), torch.cos(0.5 * times + 2 * phase), 0.5 * torch.sin(0.3 * times)], -1
+    )
+
+
+def _pair(seed: int = 3, batch: int = 2, rate: float = 1.6, start: float = 2.0):
+    """Smooth 3-D reference (8 samples on [0, 7] s) and a noisy, time-scaled query (5 samples)."""
+    gen = torch.Generator().manual_seed(seed)
+    ref_times = torch.linspace(0, 7, 8, dtype=F64).expand(batch, -1).contiguous()
+    query_times = (torch.linspace(0, 3, 5, dtype=F64) + start).expand(batch, -1).contiguous()
+    ref_values = _curve(ref_times, 0.0) + 0.05 * torch.randn(batch, 8, 3, dtype=F64, generator=gen)
+    query_values = _curve(query_times * rate + 0.3, 0.0) + 0.05 * torch.randn(batch, 5, 3, dtype=F64, generator=gen)
+    return ref_times, ref_values, query_times, query_values
+
+
+def _param(value) -> torch.Tensor:
+    return torch.tensor(value, dtype=F64, requires_grad=True)
+
+
+def _warp_function(ref_times, query_times, names, **fixed):
+    def function(ref_values, query_values, *params):
+        config = GDTWConfig(grid_size=51, **fixed, **dict(zip(names, params)))
+        return decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config)
+
+    return function
+
+
+# ------------------------------------------------------------------------------------ forward
+def test_shape_and_agreement_with_the_solver():
+    ref_times, ref_values, query_times, query_values = _pair()
+    reference, query = Signal(ref_times, ref_values), Signal(query_times, query_values)
+    config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+    solved = gdtw(reference, query, config)
+    raw = decdtw(reference, query, config, polish=False)
+    polished = decdtw(reference, query, config)
+    assert polished.shape == (2, 5) and polished.dtype == F64
+    torch.testing.assert_close(raw, solved.warp, rtol=0, atol=0)
+    # Polish moves by at most a few final grid steps and never raises the objective.
+    assert bool(((polished - solved.warp).abs() <= 3 * solved.grid_spacing + 1e-12).all())
+    objective = gdtw_objective(reference, query, polished, problem=solved.problem)
+    assert bool((objective <= solved.cost + 1e-12).all())
+
+
+def test_polished_warp_is_stationary_where_free():
+    ref_times, ref_values, query_times, query_values = _pair(rate=1.2)
+    ref_values.requires_grad_(False)
+    reference, query = Signal(ref_times, ref_values), Signal(query_times, query_values)
+    config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+    warp = decdtw(reference, query, config).detach().requires_grad_()
+    gdtw_objective(reference, query, warp, config).sum().backward()
+    interior = (warp > 0.05) & (warp < 6.95)
+    knots_at_samples = (warp[..., None] - ref_times[:, None, :]).abs().amin(-1) < 1e-6
+    free = interior & ~knots_at_samples
+    assert bool(free.any())
+    assert float(warp.grad[free].abs().max()) < 1e-9
+
+
+def test_module_holds_hyperparameters_and_overrides():
+    ref_times, ref_values, query_times, query_values = _pair()
+    reference, query = Signal(ref_times, ref_values), Signal(query_times, query_values)
+    layer = DecDTW(subsequence=True, lam=0.3, grid_size=51)
+    torch.testing.assert_close(layer(reference, query), decdtw(reference, query, layer.config))
+    heavy = layer(reference, query, lam=torch.tensor(30.0, dtype=F64))
+    steps = heavy.diff(dim=1) / query_times.diff(dim=1)
+    assert float((steps - 1).abs().max()) < 0.1  # a large lambda pulls the slope to e = 1
+    assert "subsequence=True" in repr(layer)
+
+
+def test_padded_batch_matches_items_alone():
+    ref_times, ref_values, query_times, query_values = _pair(batch=1)
+    other = _pair(seed=9, batch=1, rate=1.3)
+    ref_values.requires_grad_()
+    other_values = other[1].clone().requires_grad_()
+    short_times = torch.cat([other[2][:, :4], torch.zeros(1, 1, dtype=F64)], 1)
+    batch_ref = Signal(torch.cat([ref_times, other[0]]), torch.cat([ref_values, other_values]))
+    batch_query = Signal(
+        torch.cat([query_times, short_times]), torch.cat([query_values, other[3]]), torch.tensor([5, 4])
+    )
+    config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+    warp = decdtw(batch_ref, batch_query, config)
+    weights = torch.arange(1.0, 6.0, dtype=F64)
+    (warp * weights).sum().backward()
+    batch_grads = ref_values.grad.clone(), other_values.grad.clone()
+    ref_values.grad = other_values.grad = None
+    alone = [
+        decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config),
+        decdtw(Signal(other[0], other_values), Signal(other[2][:, :4], other[3][:, :4]), config),
+    ]
+    torch.testing.assert_close(warp[0], alone[0][0])
+    torch.testing.assert_close(warp[1, :4], alone[1][0])
+    torch.testing.assert_close(warp[1, 4], alone[1][0, 3])
+    ((alone[0] * weights).sum() + (alone[1] * weights[:4]).sum()).backward()
+    torch.testing.assert_close(batch_grads[0], ref_values.grad)
+    torch.testing.assert_close(batch_grads[1], other_values.grad)
+
+
+# ------------------------------------------------------------------------------- gradcheck
+@pytest.mark.parametrize(
+    "fixed, params, binding",
+    [
+        ({"subsequence": True}, {"lam": 0.3}, ["lam"]),
+        ({"subsequence": False}, {"lam": 0.3}, ["lam"]),
+        ({"subsequence": True}, {"lam": 0.3, "slope_min": 1.9}, ["slope_min"]),
+        ({"subsequence": True}, {"lam": 0.3, "slope_max": [1.05, 1.1]}, ["slope_max"]),
+        ({"subsequence": False}, {"lam": 0.3, "band": 0.05}, ["band"]),
+        ({"subsequence": True}, {"lam": 0.3, "band": 0.1}, ["band"]),
+        ({"subsequence": True}, {"lam": 0.3, "slope_min": [[0.1, 0.2, 0.3, 0.4]] * 2, "slope_max": 5.0}, []),
+    ],
+    ids=["subsequence", "full", "slope_min_active", "slope_max_active", "band_full", "band_subsequence",
+         "per_interval_slopes_inactive"],
+)
+def test_gradcheck(fixed, params, binding):
+    ref_times, ref_values, query_times, query_values = _pair(rate=1.2 if "slope_max" in binding else 1.6)
+    ref_values.requires_grad_()
+    query_values.requires_grad_()
+    tensors = [_param(value) for value in params.values()]
+    function = _warp_function(ref_times, query_times, list(params), **fixed)
+    assert torch.autograd.gradcheck(function, (ref_values, query_values, *tensors), eps=1e-6, atol=1e-5, rtol=1e-4)
+    # The constraints named in the case really bind (their gradient is not zero); the
+    # others do not (zero gradient).
+    warp = function(ref_values, query_values, *tensors)
+    grads = dict(zip(params, torch.autograd.grad((warp * torch.arange(1.0, 6.0, dtype=F64)).sum(), tensors)))
+    for name, grad in grads.items():
+        if name in binding:
+            assert float(grad.abs().max()) > 1e-6, name
+        elif name != "lam":
+            assert float(grad.abs().max()) == 0.0, name
+
+
+def test_only_inputs_that_require_grad_get_gradients():
+    ref_times, ref_values, query_times, query_values = _pair()
+    ref_values.requires_grad_()
+    lam = torch.tensor(0.3, dtype=F64)
+    config = GDTWConfig(subsequence=True, lam=lam, grid_size=51)
+    warp = decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config)
+    warp.sum().backward()
+    assert ref_values.grad is not None and query_values.grad is None and lam.grad is None
+    frozen = decdtw(Signal(ref_times, ref_values.detach()), Signal(query_times, query_values), config)
+    assert not frozen.requires_grad
+
+
+def test_inputs_are_not_mutated():
+    ref_times, ref_values, query_times, query_values = _pair()
+    ref_values.requires_grad_()
+    query_values.requires_grad_()
+    lam = _param([0.3, 0.5])
+    band = _param(0.3)
+    copies = [x.detach().clone() for x in (ref_times, ref_values, query_times, query_values, lam, band)]
+    config = GDTWConfig(subsequence=True, lam=lam, band=band, grid_size=51)
+    decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config).sum().backward()
+    for before, after in zip(copies, (ref_times, ref_values, query_times, query_values, lam, band)):
+        torch.testing.assert_close(before, after.detach(), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------- degenerate cases
+def test_degenerate_active_set_has_no_nan():
+    # The query sits before the reference's start: phi_1 = phi_2 = tau_1 (box) and
+    # dphi_1 = 0 (slope_min) are active together and dependent.
+    ref_times = torch.linspace(0, 7, 8, dtype=F64)[None]
+    ref_values = _curve(ref_times, 0.0).requires_grad_()
+    query_times = torch.linspace(0, 3, 5, dtype=F64)[None]
+    query_values = torch.stack([_curve(ref_times, 0.0)[:, 0] - 0.5] * 3 + [_curve(ref_times, 0.0)[:, 1]] * 2, 1)
+    query_values = query_values.clone().requires_grad_()
+    lam = _param(0.01)
+    smin = _param(0.0)
+    config = GDTWConfig(subsequence=True, lam=lam, slope_min=smin, grid_size=51)
+    warp = decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config)
+    assert float(warp[0, 0].detach()) == 0.0 and float(warp[0, 1].detach()) == 0.0
+    (warp * torch.arange(1.0, 6.0, dtype=F64)).sum().backward()
+    for grad in (ref_values.grad, query_values.grad, lam.grad, smin.grad):
+        assert bool(torch.isfinite(grad).all())
+
+
+def test_flat_reference_without_regulariser_has_no_nan():
+    ref_times = torch.linspace(0, 7, 8, dtype=F64)[None]
+    ref_values = torch.ones(1, 8, 2, dtype=F64, requires_grad=True)
+    query_values = torch.randn(1, 5, 2, dtype=F64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    config = GDTWConfig(subsequence=True, lam=0.0, grid_size=21)
+    warp = decdtw(Signal(ref_times, ref_values), Signal(torch.linspace(0, 3, 5, dtype=F64)[None], query_values), config)
+    warp.sum().backward()
+    assert bool(torch.isfinite(ref_values.grad).all()) and bool(torch.isfinite(query_values.grad).all())
+
+
+def test_knot_on_a_reference_corner_does_not_move():
+    # 1-D reference with a peak at tau = 3; the query value is above the peak, so the
+    # data term is minimised exactly on the corner and small changes cannot move it.
+    ref_times = torch.linspace(0, 6, 7, dtype=F64)[None]
+    ref_values = torch.tensor([[0.0, 1.0, 2.0, 3.0, 2.0, 1.0, 0.0]], dtype=F64)[..., None].requires_grad_()
+    query_times = torch.tensor([[0.0, 1.0, 2.0]], dtype=F64)
+    query_values = torch.tensor([[2.0, 3.5, 2.0]], dtype=F64)[..., None].requires_grad_()
+    config = GDTWConfig(subsequence=True, lam=0.01, grid_size=61)
+    warp = decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config)
+    assert abs(float(warp[0, 1]) - 3.0) < 1e-12
+    grads = torch.autograd.grad(warp[0, 1], (ref_values, query_values))
+    assert all(float(g.abs().max()) == 0.0 for g in grads)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"lam": -0.1}, "lam"),
+        ({"band": 1.5}, "band"),
+        ({"slope_min": 2.0, "slope_max": 1.0}, "slope_max"),
+        ({"lam": "big"}, "lam"),
+    ],
+)
+def test_bad_input_raises(options, message):
+    ref_times, ref_values, query_times, query_values = _pair()
+    with pytest.raises(ValueError, match=message):
+        decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), GDTWConfig(**options))
+
+
+def test_non_signal_input_raises():
+    with pytest.raises(ValueError, match="Signal"):
+        decdtw(torch.zeros(1, 4, 2), torch.zeros(1, 3, 2))
+
+
+# ------------------------------------------------------------------------- tridiagonal solve
+def test_tridiagonal_solve_matches_dense():
+    gen = torch.Generator().manual_seed(1)
+    for size in (1, 2, 5, 16, 37):
+        lower = torch.randn(4, size, dtype=F64, generator=gen)
+        upper = torch.randn(4, size, dtype=F64, generator=gen)
+        diag = lower.abs() + upper.abs() + torch.rand(4, size, dtype=F64, generator=gen) + 0.1
+        rhs = torch.randn(4, size, dtype=F64, generator=gen)
+        dense = torch.diag_embed(diag) + torch.diag_embed(lower[:, 1:], -1) + torch.diag_embed(upper[:, :-1], 1)
+        expected = torch.linalg.solve(dense, rhs[..., None])[..., 0]
+        torch.testing.assert_close(solve_tridiagonal(lower, diag, upper, rhs), expected)
+
+
+@requires_cuda
+def test_cuda_matches_cpu():
+    ref_times, ref_values, query_times, query_values = _pair()
+    config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+    results = []
+    for device in ("cpu", "cuda"):
+        values = ref_values.to(device).requires_grad_()
+        warp = decdtw(Signal(ref_times.to(device), values), Signal(query_times.to(device), query_values.to(device)), config)
+        warp.sum().backward()
+        results.append((warp.cpu(), values.grad.cpu()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+# --------------------------------------------- finite differences of a tightly solved problem
+class _Oracle:
+    """One subsequence GDTW problem in numpy: SLSQP polish of a start point, then the exact
+    minimiser on the active face (segments fixed, active constraints as equalities) by a dense
+    KKT solve, with the KKT conditions checked. Independent of seqvpr's backward."""
+
+    def __init__(self, ref_times, ref_values, query_times, query_values, lam, slope_min, slope_max, band):
+        self.ref_times, self.ref_values = ref_times, ref_values
+        self.query_times, self.query_values = query_times, query_values
+        self.lam, self.slope_min, self.slope_max, self.band = lam, slope_min, slope_max, band
+        dt = np.diff(query_times)
+        self.dt = dt
+        self.weights = np.concatenate([[0.0], dt / 2]) + np.concatenate([dt / 2, [0.0]])
+        span = ref_times[-1] - ref_times[0]
+        centre = ref_times[0] + (query_times - query_times[0]) * span / (query_times[-1] - query_times[0])
+        self.lower = np.full_like(query_times, ref_times[0])
+        self.upper = np.full_like(query_times, ref_times[-1])
+        if band is not None:
+            self.lower = np.maximum(self.lower, centre - band * span)
+            self.upper = np.minimum(self.upper, centre + band * span)
+
+    def _segments(self, warp):
+        index = np.clip(np.searchsorted(self.ref_times, warp, side="right") - 1, 0, len(self.ref_times) - 2)
+        return index, self.ref_times[index + 1] - self.ref_times[index]
+
+    def objective(self, warp):
+        values = np.stack([np.interp(warp, self.ref_times, v) for v in self.ref_values.T], -1)
+        data = (self.weights * ((values - self.query_values) ** 2).sum(-1)).sum()
+        return data + self.lam * ((np.diff(warp) - self.dt) ** 2 / self.dt).sum()
+
+    def gradient(self, warp, index=None):
+        if index is None:
+            index, _ = self._segments(warp)
+        length = self.ref_times[index + 1] - self.ref_times[index]
+        delta = self.ref_values[index + 1] - self.ref_values[index]
+        alpha = (warp - self.ref_times[index]) / length
+        error = self.ref_values[index] + alpha[:, None] * delta - self.query_values
+        excess = (np.diff(warp) - self.dt) / self.dt
+        regulariser = 2 * self.lam * (np.concatenate([[0.0], excess]) - np.concatenate([excess, [0.0]]))
+        return 2 * self.weights * (error * delta).sum(-1) / length + regulariser, delta, length
+
+    def _constraints(self):
+        """Rows (a, b, kind): a . phi <= b for every inequality."""
+        size = len(self.query_times)
+        rows = []
+        for i in range(size):
+            unit = np.eye(size)[i]
+            rows.append((-unit, -self.lower[i], "lower"))
+            rows.append((unit, self.upper[i], "upper"))
+        for i in range(size - 1):
+            diff = np.eye(size)[i + 1] - np.eye(size)[i]
+            rows.append((-diff, -self.slope_min * self.dt[i], "slope_min"))
+            if np.isfinite(self.slope_max):
+                rows.append((diff, self.slope_max * self.dt[i], "slope_max"))
+        return rows
+
+    def slsqp(self, start):
+        from scipy.optimize import minimize
+
+        rows = self._constraints()
+        a = np.stack([r[0] for r in rows])
+        b = np.array([r[1] for r in rows])
+        result = minimize(
+            self.objective, start, jac=lambda x: self.gradient(x)[0], method="SLSQP",
+            constraints=[{"type": "ineq", "fun": lambda x: b - a @ x, "jac": lambda x: -a}],
+            options={"ftol": 1e-15, "maxiter": 500},
+        )
+        return result.x
+
+    def active_face(self, warp, tol=1e-6):
+        rows = [r for r in self._constraints() if abs(r[0] @ warp - r[1]) <= tol]
+        index, _ = self._segments(warp)
+        return rows, index
+
+    def solve_face(self, face, start):
+        """Exact minimiser on the face; None unless it satisfies the KKT conditions."""
+        rows, index = face
+        size = len(start)
+        gradient, delta, length = self.gradient(start, index)
+        hessian = np.diag(2 * self.weights * (delta**2).sum(-1) / length**2)
+        coupling = 2 * self.lam / self.dt
+        hessian += np.diag(np.concatenate([coupling, [0]]) + np.concatenate([[0], coupling]))
+        hessian -= np.diag(coupling, 1) + np.diag(coupling, -1)
+        a = np.stack([r[0] for r in rows]) if rows else np.zeros((0, size))
+        b = np.array([r[1] for r in rows])
+        kkt = np.block([[hessian, a.T], [a, np.zeros((len(rows), len(rows)))]])
+        rhs = np.concatenate([-gradient, b - a @ start])
+        if np.linalg.matrix_rank(kkt) < kkt.shape[0]:
+            return None
+        solution = np.linalg.solve(kkt, rhs)
+        warp, multipliers = start + solution[:size], solution[size:]
+        inside = (warp >= self.ref_times[index] - 1e-12) & (warp <= self.ref_times[index + 1] + 1e-12)
+        feasible = all(r[0] @ warp <= r[1] + 1e-10 for r in self._constraints())
+        on_corner = np.abs(warp[:, None] - self.ref_times[None, 1:-1]).min(1) < 1e-5
+        if not (inside.all() and feasible and (multipliers >= 1e-9).all() and not on_corner.any()):
+            return None
+        return warp
+
+
+def _random_problem(rng: np.random.Generator, family: str):
+    ref_times = np.concatenate([[0.0], np.cumsum(rng.uniform(0.7, 1.3, 9))])
+    ref_values = np.cumsum(rng.normal(size=(10, 3)), 0) * 0.6
+    query_times = np.concatenate([[0.0], np.cumsum(rng.uniform(0.5, 0.9, 5))])
+    rate = {"free": 1.0, "slope_max": 1.5, "slope_min": 0.5, "band": 1.0}[family]
+    start = rng.uniform(0.5, ref_times[-1] - rate * query_times[-1] - 0.5)
+    truth = start + rate * query_times
+    query_values = np.stack([np.interp(truth, ref_times, v) for v in ref_values.T], -1)
+    query_values += 0.15 * rng.normal(size=query_values.shape)
+    options = {"lam": rng.uniform(0.05, 0.5), "slope_min": 0.0, "slope_max": math.inf, "band": None}
+    if family == "slope_max":
+        options["slope_max"] = 1.2
+    if family == "slope_min":
+        options["slope_min"] = 0.8
+    if family == "band":
+        options["band"] = 0.15
+    return ref_times, ref_values, query_times, query_values, options
+
+
+def test_implicit_gradient_matches_finite_differences_of_a_tight_solve():
+    rng = np.random.default_rng(2023)
+    epsilon = 1e-6
+    checked = 0
+    binding = set()
+    families = ["free", "slope_max", "slope_min", "band"]
+    for attempt in range(80):
+        if checked >= 24:
+            break
+        family = families[attempt % 4]
+        ref_times, ref_values, query_times, query_values, options = _random_problem(rng, family)
+        oracle = _Oracle(ref_times, ref_values, query_times, query_values, **options)
+        # The layer: warp and all gradients against a random downstream vector.
+        tensors = {
+            "ref_values": torch.tensor(ref_values, requires_grad=True),
+            "query_values": torch.tensor(query_values, requires_grad=True),
+            "lam": torch.tensor(options["lam"], dtype=F64, requires_grad=True),
+            "slope_min": torch.tensor(options["slope_min"], dtype=F64, requires_grad=True),
+            "slope_max": torch.tensor(options["slope_max"], dtype=F64, requires_grad=True),
+        }
+        band = None if options["band"] is None else torch.tensor(options["band"], dtype=F64, requires_grad=True)
+        config = GDTWConfig(
+            subsequence=True, lam=tensors["lam"], slope_min=tensors["slope_min"],
+            slope_max=tensors["slope_max"], band=band, grid_size=101,
+        )
+        reference = Signal(torch.from_numpy(ref_times)[None], tensors["ref_values"][None])
+        query = Signal(torch.from_numpy(query_times)[None], tensors["query_values"][None])
+        warp = decdtw(reference, query, config)
+        # The tight solve: DP answer -> SLSQP -> exact minimiser on the active face.
+        start = warp.detach()[0].numpy()
+        face = oracle.active_face(oracle.slsqp(start))
+        exact = oracle.solve_face(face, oracle.slsqp(start))
+        if exact is None:
+            continue  # on a corner or degenerate: not a point where the gradient is defined
+        assert np.abs(exact - start).max() < 1e-6
+        downstream = rng.normal(size=len(start))
+        inputs = list(tensors.values()) + ([band] if band is not None else [])
+        grads = torch.autograd.grad(warp[0] @ torch.from_numpy(downstream), inputs, allow_unused=True)
+        implicit = dict(zip(list(tensors) + (["band"] if band is not None else []), grads))
+
+        directions = {
+            "ref_values": rng.normal(size=ref_values.shape),
+            "query_values": rng.normal(size=query_values.shape),
+            "lam": 1.0,
+            "slope_min": 1.0,
+            "slope_max": 1.0 if np.isfinite(options["slope_max"]) else 0.0,
+        }
+        if band is not None:
+            directions["band"] = 1.0
+        for name, direction in directions.items():
+            if name == "slope_max" and not np.isfinite(options["slope_max"]):
+                continue
+            solved = []
+            for sign in (1, -1):
+                moved = {
+                    "ref_values": ref_values, "query_values": query_values, **options,
+                }
+                moved[name] = moved[name] + sign * epsilon * direction
+                perturbed = _Oracle(ref_times, moved["ref_values"], query_times, moved["query_values"],
+                                    moved["lam"], moved["slope_min"], moved["slope_max"], moved["band"])
+                rows = [r for r in perturbed._constraints()
+                        if any(r[2] == f[2] and np.array_equal(r[0], f[0]) for f in face[0])]
+                solution = perturbed.solve_face((rows, face[1]), exact)
+                assert solution is not None, (attempt, name)
+                solved.append(solution)
+            numeric = downstream @ (solved[0] - solved[1]) / (2 * epsilon)
+            analytic = float((implicit[name] * torch.as_tensor(direction)).sum())
+            assert abs(analytic - numeric) <= 1e-3 * abs(numeric) + 1e-8, (attempt, family, name, analytic, numeric)
+            if name in ("slope_min", "slope_max", "band") and abs(numeric) > 1e-6:
+                binding.add(name)
+        checked += 1
+    assert checked >= 20
+    assert binding == {"slope_min", "slope_max", "band"}
