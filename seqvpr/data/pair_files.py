@@ -95,11 +95,15 @@ def read_split_file(path: str | os.PathLike, traverses: list[Traverse]) -> list[
         if region is not None:
             if not isinstance(region, dict) or set(region) != set(_REGION_KEYS):
                 raise ValueError(f"{where}.region: expected exactly the keys {', '.join(_REGION_KEYS)}")
+            try:
+                bounds = {key: float(region[key]) for key in _REGION_KEYS}
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}.region: bounds must be numbers (UTM metres), got {region}") from None
             for traverse in traverses:
                 easting, northing = traverse.positions[:, 0], traverse.positions[:, 1]
                 masks[traverse.name] = (
-                    (easting >= region["min_easting"]) & (easting <= region["max_easting"])
-                    & (northing >= region["min_northing"]) & (northing <= region["max_northing"])
+                    (easting >= bounds["min_easting"]) & (easting <= bounds["max_easting"])
+                    & (northing >= bounds["min_northing"]) & (northing <= bounds["max_northing"])
                 )
         preset = PRESETS.get(split_name, PRESETS["test"])
         overrides = {**{k: getattr(preset, k) for k in preset.__dataclass_fields__}, **settings}

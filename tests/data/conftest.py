@@ -24,6 +24,8 @@ TINY = SynthConfig(
 
 @dataclass
 class TinyWorld:
+    config: SynthConfig
+    seed: int
     raw: Path
     prepared: Path
     truths: list[Traverse]
@@ -39,4 +41,4 @@ def tiny_world(tmp_path_factory) -> TinyWorld:
             root / "raw" / truth.name, root / "prepared", RobotCarConfig(condition=truth.condition),
             PrepareConfig(long_side=48),
         )
-    return TinyWorld(root / "raw", root / "prepared", truths)
+    return TinyWorld(TINY, 3, root / "raw", root / "prepared", truths)

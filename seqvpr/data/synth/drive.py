@@ -3,7 +3,7 @@
 Each traverse drives the whole route in the left lane (as in Oxford) with its own
 condition, lane offset and speed profile: a cruise speed that varies slowly, slowing
 for corners, stopping at some traffic lights for a few seconds, with its own
-acceleration. The vehicle state is simulated at the INS rate (50 Hz); camera frames are
+acceleration. The first traverse does not stop (a survey drive, the natural reference). The vehicle state is simulated at the INS rate (50 Hz); camera frames are
 rendered at ``frame_rate_hz`` with a little timestamp jitter. Output per traverse::
 
     <out>/<date>/stereo/centre/<timestamp_us>.png   Bayer GBRG mosaic
@@ -108,19 +108,26 @@ class DriveProfile:
     weave_m: float
 
     @classmethod
-    def sample(cls, world: World, rng: np.random.Generator) -> DriveProfile:
-        """A random profile: stops at about 40 % of the traffic lights plus one mid-street."""
-        stops = list(world.stops_m[rng.uniform(size=len(world.stops_m)) < 0.4])
-        stops.append(rng.uniform(0.2, 0.9) * world.route.length_m)
-        stops = np.sort(np.array(stops))
+    def sample(cls, world: World, rng: np.random.Generator, stops: bool = True) -> DriveProfile:
+        """A random profile.
+
+        Args:
+            world: the world (its traffic lights and length).
+            rng: randomness.
+            stops: stop at about 40 % of the traffic lights plus once mid-street; without
+                stops the drive only slows for corners (a survey drive).
+        """
+        stop_list = list(world.stops_m[rng.uniform(size=len(world.stops_m)) < 0.4])
+        stop_list.append(rng.uniform(0.2, 0.9) * world.route.length_m)
+        stops_m = np.sort(np.array(stop_list)) if stops else np.zeros(0)
         return cls(
             cruise_mps=rng.uniform(6.5, 10.0),
             swing=rng.uniform(0.05, 0.25),
             swing_period_s=rng.uniform(15.0, 40.0),
             acceleration_mps2=rng.uniform(1.0, 2.2),
             deceleration_mps2=rng.uniform(1.8, 3.0),
-            stops_m=stops,
-            waits_s=rng.uniform(2.0, 8.0, len(stops)),
+            stops_m=stops_m,
+            waits_s=rng.uniform(2.0, 8.0, len(stops_m)),
             lane_m=world.config.road_half_width_m * 0.4 + rng.uniform(-0.4, 0.4),
             weave_m=rng.uniform(0.05, 0.35),
         )
@@ -154,13 +161,13 @@ def simulate_drive(world: World, profile: DriveProfile, rate_hz: float) -> tuple
         target = min(cruise, limit[min(int(arc / grid_m), len(limit) - 1)])
         if pending < len(profile.stops_m):
             to_stop = profile.stops_m[pending] - arc
-            if to_stop < 0.3 and speed < 0.6:
+            if to_stop < 0.3 and speed <= 2 * profile.deceleration_mps2 * step_s:
                 speed, target = 0.0, 0.0
                 waited += step_s
                 if waited >= profile.waits_s[pending]:
                     pending, waited = pending + 1, 0.0
             else:
-                target = min(target, math.sqrt(2 * profile.deceleration_mps2 * max(to_stop - 0.2, 0.0)) + 0.3)
+                target = min(target, math.sqrt(2 * profile.deceleration_mps2 * max(to_stop - 0.05, 0.0)))
         if target > speed:
             speed = min(target, speed + profile.acceleration_mps2 * step_s)
         else:
@@ -186,7 +193,9 @@ def _render_traverse(config: SynthConfig, seed: int, index: int, out: Path, prog
     rng = np.random.default_rng([seed, index])
     name = _traverse_name(config, index, rng)
     condition = CONDITIONS[config.conditions[index]]
-    profile = DriveProfile.sample(world, rng)
+    # The first traverse, the usual reference, is a survey drive without stops: the
+    # pair builder drops reference sequences that span a stop (a time gap).
+    profile = DriveProfile.sample(world, rng, stops=index > 0)
     vehicles = Vehicles.park(world, condition.parked_per_100m, rng)
     lit_offset = rng.uniform()
     sim_times, sim_arcs = simulate_drive(world, profile, config.ins_rate_hz)
