@@ -131,9 +131,9 @@ def test_prepare_corrupt_png_names_the_file(raw_copy, tmp_path):
 def test_red_facade_decodes_red(tmp_path):
     """Render a street whose facades are all red, through the Bayer sensor and back."""
     world = build_world(WorldConfig(route_length_m=200.0), seed=1)
-    red = np.zeros_like(world.atlas[0])
-    red[...] = (0.8, 0.1, 0.08)
-    world = replace(world, atlas=[red, red, red])
+    red = np.zeros_like(world.atlas)
+    red[...] = (204, 25, 20)
+    world = replace(world, atlas=red)
     camera = Camera(width=64, height=48)
     (position,), (heading,) = world.route.pose_at(np.array([50.0]), 1.8)
     rng = np.random.default_rng(0)

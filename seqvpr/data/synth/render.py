@@ -206,94 +206,87 @@ def render_frame(
     right = np.array([np.sin(heading_rad), -np.cos(heading_rad)])
     column_slope = (np.arange(width) + 0.5 - cx) / focal
     rays = forward[None] + column_slope[:, None] * right[None]
-    row_slope = (cy - (np.arange(height) + 0.5)) / focal  # (H,), positive above the horizon
-    sky_colour = np.array(condition.sky_horizon)
+    # (H,), positive above the horizon; rows from ``first_ground`` down see the ground.
+    row_slope = ((cy - (np.arange(height) + 0.5)) / focal).astype(np.float32)
+    first_ground = int(np.argmax(row_slope < 0))
+    sky_colour = np.array(condition.sky_horizon, np.float32)
 
-    # Facades.
+    # Facades: per column the nearest wall, per pixel its height on that wall.
     midpoints = 0.5 * (world.face_starts + world.face_ends)
     half_lengths = 0.5 * np.linalg.norm(world.face_ends - world.face_starts, axis=1)
-    near = np.linalg.norm(midpoints - position, axis=1) < _MAX_DEPTH_M + half_lengths
-    near_index = np.flatnonzero(near)
-    depth, hit, along = _intersect(position, rays, world.face_starts[near], world.face_ends[near])
+    near_index = np.flatnonzero(np.linalg.norm(midpoints - position, axis=1) < _MAX_DEPTH_M + half_lengths)
+    depth, hit, along = _intersect(position, rays, world.face_starts[near_index], world.face_ends[near_index])
     face = near_index[hit]
     has_wall = np.isfinite(depth)
     wall_depth = np.where(has_wall, depth, _MAX_DEPTH_M * 4)
-    wall_height = camera.height_m + row_slope[:, None] * wall_depth[None, :]  # (H, W)
-    on_wall = has_wall[None] & (wall_height >= 0.0) & (wall_height < world.face_heights_m[face][None])
+    wall_height = camera.height_m + row_slope[:, None] * wall_depth.astype(np.float32)[None, :]  # (H, W)
+    face_top = np.where(has_wall, world.face_heights_m[face], -1.0).astype(np.float32)
+    on_wall = (wall_height >= 0.0) & (wall_height < face_top[None])
     ppm = world.config.pixels_per_m
-    atlas_rows = world.atlas[0].shape[0]
-    texel_row = np.clip((wall_height * ppm).astype(np.int64), 0, atlas_rows - 1)
+    texel_row = np.minimum((np.maximum(wall_height, 0.0) * ppm).astype(np.int32), world.atlas.shape[1] - 1)
     texel_column = world.face_atlas_columns[face] + np.minimum(
-        (along * world.face_widths_px[face]).astype(np.int64), world.face_widths_px[face] - 1
+        (along * world.face_widths_px[face]).astype(np.int32), world.face_widths_px[face] - 1
     )
     footprint = ppm * wall_depth / focal  # texels per pixel
     level = np.where(footprint < 1.5, 0, np.where(footprint < 4.0, 1, 2))
-    image = np.empty((height, width, 3), np.float32)
-    for mip in range(3):
-        columns = np.flatnonzero(level == mip)
-        if columns.size:
-            image[:, columns] = world.atlas[mip][texel_row[:, columns], texel_column[None, columns]]
+    wall = world.atlas[level[None, :], texel_row, texel_column[None, :]].astype(np.float32)
     if condition.sun_azimuth_deg is not None:
         sun = np.radians(condition.sun_azimuth_deg)
         shade = 0.55 + 0.6 * np.maximum(0.0, np.cos(world.face_normals_rad[face] - sun))
     else:
         shade = 0.9 + 0.1 * np.cos(world.face_normals_rad[face] - 1.0)
-    image *= shade[None, :, None].astype(np.float32)
+    wall *= (shade / 255.0).astype(np.float32)[None, :, None]
     if condition.snow:
-        roof = on_wall & (wall_height > world.face_heights_m[face][None] - 0.35)
-        image[roof] = 0.95
+        wall[wall_height > face_top[None] - 0.35] = 0.95
     if condition.night:
         windows = world.window_atlas[texel_row, texel_column[None]]
         lit = ((windows / 255.0 + lit_window_offset) % 1.0 < 0.35) & (windows > 0)
-        image *= 0.6
-        image[lit & on_wall] = (4.0, 3.3, 1.8)
+        wall *= 0.6
+        wall[lit] = (4.0, 3.3, 1.8)
 
     # Ground: road, markings and sidewalks, framed by the route at the camera.
-    below = row_slope < 0
-    ground_depth = np.where(below, camera.height_m / np.where(below, -row_slope, 1.0), np.inf)
+    ground_depth = (camera.height_m / -row_slope[first_ground:])[:, None]  # (G, 1)
     (route_point,), (route_heading,) = world.route.pose_at(np.array([route_arc_m]))
     tangent = np.array([np.cos(route_heading), np.sin(route_heading)])
     normal = np.array([-tangent[1], tangent[0]])
-    rows_below = np.flatnonzero(below)
-    depth_below = ground_depth[rows_below][:, None]
     offset = position - route_point
-    lateral = (offset @ normal) + depth_below * (rays @ normal)[None]
-    longitudinal = route_arc_m + (offset @ tangent) + depth_below * (rays @ tangent)[None]
+    lateral = np.float32(offset @ normal) + ground_depth * (rays @ normal).astype(np.float32)[None]
+    longitudinal = np.float32(route_arc_m + offset @ tangent) + ground_depth * (rays @ tangent).astype(np.float32)[None]
     cell = _hash_noise(np.floor(longitudinal * 4), np.floor(lateral * 4)) - 0.5
-    road = np.abs(lateral) < world.config.road_half_width_m
-    dash = (np.abs(lateral) < 0.08) & (np.mod(longitudinal, 6.0) < 3.0)
-    kerb = np.abs(np.abs(lateral) - world.config.road_half_width_m) < 0.12
-    paving = (np.mod(longitudinal, 1.2) < 0.06) | (np.mod(lateral, 1.2) < 0.06)
+    distance_from_centre = np.abs(lateral)
+    road = distance_from_centre < world.config.road_half_width_m
+    kerb = np.abs(distance_from_centre - world.config.road_half_width_m) < 0.12
     if condition.snow:
         tracks = np.minimum(np.abs(lateral - 1.3), np.abs(lateral - 2.9)) < 0.35
         grey = np.where(road, np.where(tracks, 0.55, 0.88), 0.93) + 0.03 * cell
         grey = np.where(kerb, 0.8, grey)
+        tint = np.ones(3, np.float32)
     else:
+        dash = (distance_from_centre < 0.08) & (np.mod(longitudinal, 6.0) < 3.0)
+        paving = (np.mod(longitudinal, 1.2) < 0.06) | (np.mod(lateral, 1.2) < 0.06)
         grey = np.where(road, 0.33 + 0.03 * cell, np.where(paving, 0.48, 0.60 + 0.04 * cell))
         grey = np.where(dash, 0.9, np.where(kerb, 0.75, grey))
-    ground = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
-    if not condition.snow:
-        ground[~road] *= np.array([1.0, 0.97, 0.92], np.float32)
+        tint = np.array([1.0, 0.97, 0.92], np.float32)
+    ground = grey[..., None] * np.where(road[..., None], np.float32(1.0), tint)
     if condition.night:
         ground *= 0.5
-        headlight = np.exp(-(lateral - 1.8) ** 2 / 6.0 - (depth_below - 9.0) ** 2 / 60.0)
-        ground += (2.2 * headlight)[..., None].astype(np.float32)
-    ground_region = ~on_wall[rows_below]
-    block = image[rows_below]
-    block[ground_region] = ground[ground_region]
-    image[rows_below] = block
+        headlight = np.exp(-(lateral - 1.8) ** 2 / 6.0 - (ground_depth - 9.0) ** 2 / 60.0)
+        ground += (2.2 * headlight)[..., None]
 
-    # Sky above the facades.
+    # Compose: sky gradient, ground below the horizon, facades where a wall is hit.
     sky_weight = np.clip(row_slope * 2.5, 0.0, 1.0)[:, None]
-    sky = (1 - sky_weight) * sky_colour[None] + sky_weight * np.array(condition.sky_top)[None]
-    is_sky = ~on_wall & (row_slope[:, None] >= 0)
-    image[is_sky] = np.broadcast_to(sky[:, None, :], (height, width, 3))[is_sky]
+    sky = (1 - sky_weight) * sky_colour[None] + sky_weight * np.array(condition.sky_top, np.float32)[None]
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = sky[:, None, :]
+    image[first_ground:] = ground
+    np.copyto(image, wall, where=on_wall[..., None])
 
-    # Haze by depth (facades: wall depth; ground: ground depth).
-    pixel_depth = np.where(on_wall, wall_depth[None], np.minimum(ground_depth[:, None], _MAX_DEPTH_M * 4))
-    haze = (1.0 - np.exp(-pixel_depth / condition.haze_m)).astype(np.float32)[..., None]
-    haze[is_sky] = 0.0
-    image = image * (1 - haze) + haze * sky_colour[None, None].astype(np.float32)
+    # Haze by depth (walls: wall depth; ground: ground depth; none on the sky).
+    wall_haze = (1.0 - np.exp(-wall_depth / condition.haze_m)).astype(np.float32)
+    row_haze = np.zeros(height, np.float32)
+    row_haze[first_ground:] = 1.0 - np.exp(-ground_depth[:, 0] / condition.haze_m)
+    haze = np.where(on_wall, wall_haze[None, :], row_haze[:, None])[..., None]
+    image += haze * (sky_colour - image)
 
     _draw_vehicles(image, vehicles, position, rays, row_slope, wall_depth, camera, condition)
     _draw_billboards(image, world.objects, position, forward, right, wall_depth, camera, condition)

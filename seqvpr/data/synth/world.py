@@ -119,7 +119,8 @@ class World:
         face_atlas_columns: shape (F,), first atlas column of each facade.
         face_widths_px: shape (F,), atlas columns per facade.
         face_normals_rad: shape (F,), outward direction of each facade (towards the street).
-        atlas: list of mip levels, each (rows, columns, 3) float32 RGB 0..1, row 0 = ground.
+        atlas: mip levels of the facade textures, shape (3, rows, columns, 3) uint8 RGB,
+            row 0 at the ground; level 0 sharp, levels 1 and 2 blurred for distant walls.
         window_atlas: (rows, columns) uint8; 0 = wall, 1..255 = a window's random id.
         objects: structured array of billboards (trees, poles, lights, signs): see
             ``OBJECT_DTYPE``.
@@ -134,7 +135,7 @@ class World:
     face_atlas_columns: np.ndarray
     face_widths_px: np.ndarray
     face_normals_rad: np.ndarray
-    atlas: list
+    atlas: np.ndarray
     window_atlas: np.ndarray
     objects: np.ndarray
     stops_m: np.ndarray
@@ -302,8 +303,9 @@ def build_world(config: WorldConfig, seed: int) -> World:
                 column += width_px
                 along += width + (rng.uniform(2.0, 5.0) if rng.uniform() < 0.2 else 0.0)
             _add_street_furniture(objects, route, street_start, street_end, side, config, rng)
-    atlas0 = np.concatenate(textures, axis=1)
-    atlas = [atlas0, cv2.GaussianBlur(atlas0, (0, 0), 1.2), cv2.GaussianBlur(atlas0, (0, 0), 3.0)]
+    sharp = np.concatenate(textures, axis=1)
+    levels = [sharp, cv2.GaussianBlur(sharp, (0, 0), 1.2), cv2.GaussianBlur(sharp, (0, 0), 3.0)]
+    atlas = (np.clip(np.stack(levels), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     stops = []
     for corner in route.corner_starts_m:
         stops.append(corner - 6.0)
