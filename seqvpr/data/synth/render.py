@@ -318,66 +318,57 @@ def sensor_mosaic(image: np.ndarray, condition: Condition, rng: np.random.Genera
 
 
 def _draw_vehicles(image, vehicles, position, rays, row_slope, wall_depth, camera, condition):
+    """Paint parked vehicles (quads along the kerb) in front of the walls, in place."""
     depth, hit, _ = _intersect(position, rays, vehicles.starts, vehicles.ends)
     visible = np.flatnonzero(np.isfinite(depth) & (depth < wall_depth) & (depth < 80.0))
     if visible.size == 0:
         return
-    z = depth[visible]
-    height_at = camera.height_m + row_slope[:, None] * z[None]  # (H, V)
+    height_at = camera.height_m + row_slope[:, None] * depth[visible][None]  # (H, V)
     roof = vehicles.heights_m[hit[visible]][None]
     body = (height_at >= 0.25) & (height_at < roof)
-    colour = vehicles.colours[hit[visible]].astype(np.float32)
     glass = (height_at > roof - 0.55) & body
     wheels = (height_at < 0.5) & (height_at >= 0.0)
+    colour = vehicles.colours[hit[visible]].astype(np.float32) * (0.35 if condition.night else 1.0)
     patch = image[:, visible]
-    patch[body] = np.broadcast_to(colour[None], patch.shape)[body]
+    np.copyto(patch, np.broadcast_to(colour[None], patch.shape), where=body[..., None])
     patch[glass] = 0.12
     patch[wheels] = 0.05
-    if condition.night:
-        patch[body & ~glass] *= 0.35
     image[:, visible] = patch
 
 
 def _draw_billboards(image, objects, position, forward, right, wall_depth, camera, condition):
+    """Paint camera-facing billboards far to near where no wall is closer, in place."""
     relative = np.stack([objects["x"] - position[0], objects["y"] - position[1]], axis=-1)
     depth = relative @ forward
     lateral = relative @ right
     focal = camera.focal_px
     cx, cy = 0.5 * camera.width, camera.horizon * camera.height
-    in_view = (depth > 1.0) & (depth < 90.0) & (np.abs(lateral) < depth * 0.5 * camera.width / focal + objects["width"])
+    half_view = 0.5 * camera.width / focal
+    in_view = (depth > 1.0) & (depth < 90.0) & (np.abs(lateral) < depth * half_view + objects["width"])
     for index in np.flatnonzero(in_view)[np.argsort(-depth[in_view])]:
-        item: np.void = objects[index]
+        item = objects[index]
         z = depth[index]
         centre = cx + focal * lateral[index] / z
         half = max(0.5, 0.5 * focal * item["width"] / z)
-        left, right_edge = int(np.floor(centre - half)), int(np.ceil(centre + half))
-        top = int(np.floor(cy - focal * (item["top"] - camera.height_m) / z))
-        bottom = int(np.ceil(cy - focal * (item["bottom"] - camera.height_m) / z))
-        columns = np.arange(max(left, 0), min(right_edge, camera.width))
-        rows = np.arange(max(top, 0), min(bottom, camera.height))
-        if columns.size == 0 or rows.size == 0:
+        top = cy - focal * (item["top"] - camera.height_m) / z
+        bottom = cy - focal * (item["bottom"] - camera.height_m) / z
+        col0, col1 = max(int(np.floor(centre - half)), 0), min(int(np.ceil(centre + half)), camera.width)
+        row0, row1 = max(int(np.floor(top)), 0), min(int(np.ceil(bottom)), camera.height)
+        if col0 >= col1 or row0 >= row1:
             continue
-        mask = np.broadcast_to((wall_depth[columns] > z)[None], (rows.size, columns.size))
+        columns, rows = np.arange(col0, col1) + 0.5, np.arange(row0, row1) + 0.5
+        mask = np.broadcast_to((wall_depth[col0:col1] > z)[None], (row1 - row0, col1 - col0))
         if item["ellipse"]:
-            u = (columns + 0.5 - centre) / half
-            v = (rows + 0.5 - 0.5 * (top + bottom)) / max(0.5 * (bottom - top), 0.5)
+            u = (columns - centre) / half
+            v = (rows - 0.5 * (top + bottom)) / max(0.5 * (bottom - top), 0.5)
             mask = mask & (u[None] ** 2 + v[:, None] ** 2 <= 1.0)
         colour = np.array(item["colour"], np.float32)
         if condition.snow and item["kind"] == TREE_CROWN:
             colour = 0.5 * colour + 0.45
         if condition.night:
             colour = colour * (8.0 if item["kind"] == LAMP else 0.4)
-        if item["kind"] == TRAFFIC_LIGHT:
-            block = image[rows[:, None], columns[None]]
-            block[mask] = colour
-            lamp_row = rows.size // 3
-            block[lamp_row:lamp_row + max(1, rows.size // 4)][mask[lamp_row:lamp_row + max(1, rows.size // 4)]] = (
-                (0.9, 0.1, 0.1) if (index % 2) else (0.1, 0.9, 0.2)
-            )
-            image[rows[:, None], columns[None]] = block
-            continue
-        block = image[rows[:, None], columns[None]]
+        block = image[row0:row1, col0:col1]
         block[mask] = colour
-        image[rows[:, None], columns[None]] = block
-
-
+        if item["kind"] == TRAFFIC_LIGHT:  # a lit lamp, red or green, in the housing
+            lamp = slice(mask.shape[0] // 3, mask.shape[0] // 3 + max(1, mask.shape[0] // 4))
+            block[lamp][mask[lamp]] = (0.9, 0.1, 0.1) if index % 2 else (0.1, 0.9, 0.2)
