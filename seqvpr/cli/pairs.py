@@ -24,8 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", help="directory of prepared traverses (<name>/traverse.csv)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--split-file", default=None, help="YAML split file (default: geographic split)")
-    parser.add_argument("--reference", default=None, help="reference traverse of the geographic split (default: first by name)")
-    parser.add_argument("--train-fraction", type=float, default=0.7, help="share of the route for train/val (default 0.7)")
+    parser.add_argument(
+        "--reference", default=None, help="reference traverse of the geographic split (default: first by name)"
+    )
+    parser.add_argument(
+        "--train-fraction", type=float, default=0.7, help="share of the route for train/val (default 0.7)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of jitter and sampling (default 0)")
 
 

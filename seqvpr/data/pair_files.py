@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,7 @@ def read_split_file(path: str | os.PathLike, traverses: list[Traverse]) -> list[
                     & (northing >= bounds["min_northing"]) & (northing <= bounds["max_northing"])
                 )
         preset = PRESETS.get(split_name, PRESETS["test"])
-        overrides = {**{k: getattr(preset, k) for k in preset.__dataclass_fields__}, **settings}
+        overrides = {**asdict(preset), **settings}
         config = PairConfig.from_dict(overrides, where)
         splits.append(Split(str(split_name), references, queries, config, masks))
     return splits
@@ -138,13 +138,15 @@ def route_splits(
     anchor = by_name[reference]
     path_m = anchor.path_length_m
     anchor_in_train = path_m <= train_fraction * path_m[-1]
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(anchor.positions)
     masks_train, masks_test = {}, {}
     for traverse in traverses:
         if traverse.name == reference:
             in_train = anchor_in_train
         else:
-            distances = np.linalg.norm(traverse.positions[:, None] - anchor.positions[None, ::5], axis=2)
-            in_train = anchor_in_train[::5][np.argmin(distances, axis=1)]
+            in_train = anchor_in_train[tree.query(traverse.positions)[1]]
         masks_train[traverse.name], masks_test[traverse.name] = in_train, ~in_train
     others = sorted(name for name in by_name if name != reference)
     validation = others[len(others) - val_queries:] if len(others) > val_queries else []
@@ -240,7 +242,10 @@ def read_pairs(path: str | os.PathLike) -> list[SequencePair]:
         data[prefix] = (
             block(f"{prefix}_image", count, "str"),
             block(f"{prefix}_time_s", count, "float"),
-            np.stack([block(f"{prefix}_easting_m", count, "float"), block(f"{prefix}_northing_m", count, "float")], axis=-1),
+            np.stack(
+                [block(f"{prefix}_easting_m", count, "float"), block(f"{prefix}_northing_m", count, "float")],
+                axis=-1,
+            ),
             block(f"{prefix}_heading_rad", count, "float"),
         )
     true_warp = block("true_time_s", query_length, "float")
@@ -297,11 +302,9 @@ def make_pairs(
     summary = {"seed": seed, "traverse_root": str(traverse_root), "splits": {}}
     for split_index, split in enumerate(splits):
         rng = np.random.default_rng([seed, split_index])
-
-        def pieces(names: tuple[str, ...]) -> list[Traverse]:
-            return [piece for name in names for piece in _pieces(by_name[name], split.masks.get(name))]
-
-        pairs, counts = build_pairs(pieces(split.references), pieces(split.queries), split.config, rng)
+        references = [piece for name in split.references for piece in _pieces(by_name[name], split.masks.get(name))]
+        queries = [piece for name in split.queries for piece in _pieces(by_name[name], split.masks.get(name))]
+        pairs, counts = build_pairs(references, queries, split.config, rng)
         by_condition: dict[str, list[SequencePair]] = {}
         for pair in pairs:
             by_condition.setdefault(pair.query_condition, []).append(pair)
@@ -315,7 +318,7 @@ def make_pairs(
             "pairs": len(pairs), "by_condition": files,
             "reference_sequences": counts.pop("reference_sequences"),
             "candidates": counts.pop("candidates"), "dropped": counts,
-            "config": {k: getattr(split.config, k) for k in split.config.__dataclass_fields__},
+            "config": asdict(split.config),
         }
         LOGGER.info("split %s: %d pairs from %d reference sequences", split.name, len(pairs),
                     summary["splits"][split.name]["reference_sequences"])

@@ -182,7 +182,8 @@ def _jittered_starts(path_m: np.ndarray, spacing: float, jitter: float, rng: np.
     starts = [0]
     while True:
         step = spacing + rng.uniform(-jitter, jitter)
-        following = starts[-1] + 1 + int(np.searchsorted(path_m[starts[-1] + 1:], path_m[starts[-1]] + step, side="right"))
+        last = starts[-1]
+        following = last + 1 + int(np.searchsorted(path_m[last + 1:], path_m[last] + step, side="right"))
         if following >= len(path_m):
             return np.array(starts, dtype=np.int64)
         starts.append(following)

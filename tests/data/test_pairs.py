@@ -15,7 +15,6 @@ from seqvpr.data.pair_files import (
 )
 from seqvpr.data.pairs import (
     PRESETS,
-    PairConfig,
     build_pairs,
     distance_subsample,
     project_onto_polyline,

@@ -3,7 +3,8 @@
 Each traverse drives the whole route in the left lane (as in Oxford) with its own
 condition, lane offset and speed profile: a cruise speed that varies slowly, slowing
 for corners, stopping at some traffic lights for a few seconds, with its own
-acceleration. The first traverse does not stop (a survey drive, the natural reference). The vehicle state is simulated at the INS rate (50 Hz); camera frames are
+acceleration. The first traverse does not stop (a survey drive, the natural
+reference). The vehicle state is simulated at the INS rate (50 Hz); camera frames are
 rendered at ``frame_rate_hz`` with a little timestamp jitter. Output per traverse::
 
     <out>/<date>/stereo/centre/<timestamp_us>.png   Bayer GBRG mosaic
