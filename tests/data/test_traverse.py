@@ -97,3 +97,19 @@ def test_table_integers_error(tmp_path):
     table = read_table(tmp_path / "x.txt", delimiter=" ", columns=("timestamp", "chunk"))
     with pytest.raises(ValueError, match=r"x.txt, line 2: column 'timestamp' should be an integer"):
         table.integers("timestamp")
+
+
+def test_data_modules_import_no_optional_dependency():
+    import json
+    import subprocess
+    import sys
+
+    modules = ["seqvpr.data", "seqvpr.data.traverse", "seqvpr.data.robotcar", "seqvpr.data.prepare",
+               "seqvpr.data.pairs", "seqvpr.data.pair_files", "seqvpr.data.synth.drive"]
+    code = (
+        f"import json, sys; import {', '.join(modules)}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('cv2', 'faiss', 'torchvision', 'rospy', 'rclpy', 'librosa'))))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(completed.stdout) == []

@@ -84,7 +84,9 @@ class Route:
     def length_m(self) -> float:
         return float(self.arc_m[-1])
 
-    def pose_at(self, arc_m: np.ndarray, lateral_m: np.ndarray | float = 0.0):
+    def pose_at(
+        self, arc_m: np.ndarray, lateral_m: np.ndarray | float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Position and heading at arc lengths, shifted ``lateral_m`` to the left.
 
         Args:
