@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--drop-uncovered", action="store_true",
         help="skip images outside the pose coverage instead of stopping with an error",
     )
+    parser.add_argument(
+        "--skip-missing-images", action="store_true",
+        help="use only the listed images that exist (e.g. some chunks not downloaded) instead of an error",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for directory in directories:
         reader = RobotCarConfig(
             camera=args.camera, poses=args.poses, drop_uncovered=args.drop_uncovered,
+            skip_missing_images=args.skip_missing_images,
             condition=conditions.get(directory.name, "unknown"),
         )
         out_dir = prepare_robotcar(directory, args.out, reader, config, progress=True)

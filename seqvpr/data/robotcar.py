@@ -81,6 +81,8 @@ class RobotCarConfig:
         max_pose_gap_s: an image farther than this from the nearest pose sample on
             either side (e.g. inside a stretch of bad INS rows) counts as uncovered.
         drop_uncovered: drop (and log) images outside pose coverage instead of raising.
+        skip_missing_images: drop (and log) images listed in the timestamps file whose
+            file is absent (e.g. chunks not downloaded) instead of raising.
         condition: label stored on the traverse.
     """
 
@@ -88,6 +90,7 @@ class RobotCarConfig:
     poses: str = "ins"
     max_pose_gap_s: float = 1.0
     drop_uncovered: bool = False
+    skip_missing_images: bool = False
     condition: str = "unknown"
 
     def __post_init__(self) -> None:
@@ -97,11 +100,12 @@ class RobotCarConfig:
             raise ValueError(f"unknown camera {self.camera!r}; expected one of {sorted(CAMERA_PATTERNS)}")
 
 
-def read_image_timestamps(path: str | os.PathLike) -> np.ndarray:
+def read_image_timestamps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read ``<camera>.timestamps``: lines ``<timestamp_us> <chunk>``.
 
     Returns:
-        image timestamps in microseconds, shape (N,) int64, strictly increasing.
+        image timestamps in microseconds, shape (N,) int64, strictly increasing, and
+        the 1-based line of each in the file, shape (N,).
     """
     path = Path(path)
     table = read_table(path, delimiter=" ", columns=("timestamp", "chunk"))
@@ -109,7 +113,7 @@ def read_image_timestamps(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: no timestamps (empty traverse)")
     timestamps = table.integers("timestamp")
     check_times(timestamps, path, table.line_numbers, "timestamp")
-    return timestamps
+    return timestamps, np.array(table.line_numbers)
 
 
 def _read_track(path: Path, yaw_offset_rad: float, status_column: str | None) -> PoseTrack:
@@ -190,13 +194,27 @@ def read_robotcar_traverse(
         ``stereo/centre/<timestamp_us>.png``.
 
     Raises:
-        ValueError: malformed files, or an image outside pose coverage (unless
+        ValueError: malformed files, a listed image that is missing (unless
+            ``config.skip_missing_images``) or outside pose coverage (unless
             ``config.drop_uncovered``), naming file and line.
     """
     directory = Path(directory)
     camera_name = config.camera.split("/")[0]
     timestamps_path = directory / f"{camera_name}.timestamps"
-    timestamps_us = read_image_timestamps(timestamps_path)
+    timestamps_us, lines = read_image_timestamps(timestamps_path)
+    present = np.array([(directory / config.camera / f"{stamp}.png").is_file() for stamp in timestamps_us])
+    if not present.all():
+        first = int(np.flatnonzero(~present)[0])
+        message = (
+            f"{timestamps_path}, line {lines[first]}: image {config.camera}/{timestamps_us[first]}.png "
+            f"not found ({(~present).sum()} of {len(present)} listed images are missing)"
+        )
+        if not config.skip_missing_images:
+            raise ValueError(message + "; pass skip_missing_images to use the images that exist")
+        LOGGER.warning("%s; skipping them", message)
+        timestamps_us, lines = timestamps_us[present], lines[present]
+        if len(timestamps_us) == 0:
+            raise ValueError(f"{directory / config.camera}: no images (empty traverse)")
     track = read_ins(_pose_file(directory, "ins")) if config.poses == "ins" else read_rtk(
         _pose_file(directory, "rtk")
     )
@@ -205,7 +223,7 @@ def read_robotcar_traverse(
     if not covered.all():
         first = int(np.flatnonzero(~covered)[0])
         message = (
-            f"{timestamps_path}, line {first + 1}: image timestamp {timestamps_us[first]} "
+            f"{timestamps_path}, line {lines[first]}: image timestamp {timestamps_us[first]} "
             f"({(~covered).sum()} of {len(covered)} images) outside the pose coverage of "
             f"{track.path} ({track.times_s[0] / MICROSECONDS:.0f}..{track.times_s[-1] / MICROSECONDS:.0f} us, "
             f"gaps over {config.max_pose_gap_s} s count as uncovered)"

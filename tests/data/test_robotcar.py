@@ -96,10 +96,23 @@ def test_images_outside_ins_coverage(raw_copy):
     lines = path.read_text().splitlines()
     late = int(lines[-1].split()[0]) + 10_000_000
     path.write_text("\n".join(lines + [f"{late} 1"]) + "\n")
+    camera = raw_copy / "stereo" / "centre"
+    shutil.copy(camera / f"{lines[-1].split()[0]}.png", camera / f"{late}.png")
     with pytest.raises(ValueError, match=rf"line {len(lines) + 1}: image timestamp {late} .*outside the pose coverage"):
         read_robotcar_traverse(raw_copy)
     kept = read_robotcar_traverse(raw_copy, RobotCarConfig(drop_uncovered=True))
     assert len(kept) == len(lines)
+
+
+def test_missing_images(raw_copy):
+    images = sorted((raw_copy / "stereo" / "centre").glob("*.png"))
+    for image in images[10:14]:
+        image.unlink()
+    message = rf"stereo.timestamps, line 11: image stereo/centre/{images[10].name} not found \(4 of"
+    with pytest.raises(ValueError, match=message):
+        read_robotcar_traverse(raw_copy)
+    kept = read_robotcar_traverse(raw_copy, RobotCarConfig(skip_missing_images=True))
+    assert len(kept) == len(images) - 4 and f"stereo/centre/{images[10].name}" not in set(kept.image_paths)
 
 
 def test_empty_timestamps(raw_copy):
