@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = make_pairs(
         args.root, args.out, split_file=args.split_file, reference=args.reference,
-        train_fraction=args.train_fraction, seed=args.seed,
+        train_fraction=args.train_fraction, seed=args.seed, progress=True,
     )
     for name, split in summary["splits"].items():
         conditions = ", ".join(f"{c} {v['pairs']}" for c, v in split["by_condition"].items()) or "none"

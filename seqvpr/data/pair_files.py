@@ -275,6 +275,7 @@ def make_pairs(
     reference: str | None = None,
     train_fraction: float = 0.7,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict:
     """Build and write the pairs dataset (the ``seqvpr pairs`` step).
 
@@ -285,6 +286,7 @@ def make_pairs(
         reference: reference traverse of the geographic split.
         train_fraction: train/val share of the route in the geographic split.
         seed: seeds jitter and sampling (same seed, same pairs).
+        progress: show a progress bar per split.
 
     Returns:
         the summary also written to ``<out>/summary.json``.
@@ -304,7 +306,7 @@ def make_pairs(
         rng = np.random.default_rng([seed, split_index])
         references = [piece for name in split.references for piece in _pieces(by_name[name], split.masks.get(name))]
         queries = [piece for name in split.queries for piece in _pieces(by_name[name], split.masks.get(name))]
-        pairs, counts = build_pairs(references, queries, split.config, rng)
+        pairs, counts = build_pairs(references, queries, split.config, rng, split.name if progress else None)
         by_condition: dict[str, list[SequencePair]] = {}
         for pair in pairs:
             by_condition.setdefault(pair.query_condition, []).append(pair)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+from tqdm import tqdm
 
 from seqvpr.data.geo import wrap_angle
 from seqvpr.data.traverse import Traverse
@@ -257,6 +258,7 @@ def build_pairs(
     queries: list[Traverse],
     config: PairConfig,
     rng: np.random.Generator,
+    progress: str | None = None,
 ) -> tuple[list[SequencePair], dict[str, int]]:
     """Build sequence pairs for one split.
 
@@ -266,6 +268,7 @@ def build_pairs(
             for that reference.
         config: the builder parameters.
         rng: randomness for start jitter and sampling.
+        progress: label of a tqdm progress bar over reference sequences (None: no bar).
 
     Returns:
         the pairs, and counts: ``reference_sequences``, ``candidates`` and one count
@@ -282,34 +285,36 @@ def build_pairs(
                 sequences.append(index)
         if sequences:
             query_sequences.append((query, np.stack(sequences)))
-    pairs = []
+    reference_sequences = []
     for reference in references:
         path_m = reference.path_length_m
         for start in _jittered_starts(path_m, config.start_spacing_m, config.start_jitter_m, rng):
             ref_index = distance_subsample(path_m, int(start), config.reference_spacing_m, config.reference_length)
-            if len(ref_index) < config.reference_length:
+            if len(ref_index) == config.reference_length:
+                reference_sequences.append((reference, ref_index))
+    counts["reference_sequences"] = len(reference_sequences)
+    pairs = []
+    for reference, ref_index in tqdm(reference_sequences, desc=progress, unit="seq", disable=progress is None):
+        first, last = reference.positions[ref_index[0]], reference.positions[ref_index[-1]]
+        valid = []
+        for query, sequences in query_sequences:
+            if query.name == reference.name:
                 continue
-            counts["reference_sequences"] += 1
-            first, last = reference.positions[ref_index[0]], reference.positions[ref_index[-1]]
-            valid = []
-            for query, sequences in query_sequences:
-                if query.name == reference.name:
+            stretch = _match_stretch(query, first, last, config.match_radius_m)
+            if stretch is None:
+                continue
+            inside = (sequences[:, 0] >= stretch[0]) & (sequences[:, -1] <= stretch[1])
+            for query_index in sequences[inside]:
+                counts["candidates"] += 1
+                truth, reason = _drop_reason(config, reference, ref_index, query, query_index)
+                if reason is not None:
+                    counts[reason] += 1
                     continue
-                stretch = _match_stretch(query, first, last, config.match_radius_m)
-                if stretch is None:
-                    continue
-                inside = (sequences[:, 0] >= stretch[0]) & (sequences[:, -1] <= stretch[1])
-                for query_index in sequences[inside]:
-                    counts["candidates"] += 1
-                    truth, reason = _drop_reason(config, reference, ref_index, query, query_index)
-                    if reason is not None:
-                        counts[reason] += 1
-                        continue
-                    valid.append((query, query_index, truth))
-            chosen = rng.permutation(len(valid))[: config.queries_per_reference]
-            for choice in sorted(chosen):
-                query, query_index, (warp, projected, distance) = valid[choice]
-                pairs.append(_make_pair(reference, ref_index, query, query_index, warp, projected, distance))
+                valid.append((query, query_index, truth))
+        chosen = rng.permutation(len(valid))[: config.queries_per_reference]
+        for choice in sorted(chosen):
+            query, query_index, (warp, projected, distance) = valid[choice]
+            pairs.append(_make_pair(reference, ref_index, query, query_index, warp, projected, distance))
     return pairs, counts
 
 
