@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.synth",
     "seqvpr.cli.prepare_robotcar",
     "seqvpr.cli.pairs",
+    "seqvpr.cli.evaluate",
 )
 
 
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["seqvpr", *argv])
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
