@@ -105,3 +105,30 @@ def test_bad_synth_config():
         SynthConfig(conditions=("fog",))
     with pytest.raises(ValueError, match="even"):
         Camera(width=47)
+
+
+def test_place_recognition_is_possible_but_not_trivial(tiny_world):
+    """Nearest neighbour on tiny raw-pixel descriptors: far above chance, worse in snow."""
+    import cv2
+
+    from seqvpr.data.images import read_rgb
+    from seqvpr.data.traverse import find_traverses
+
+    def describe(traverse):
+        descriptors = []
+        for index in range(len(traverse)):
+            grey = cv2.cvtColor(read_rgb(traverse.image_path(index)), cv2.COLOR_RGB2GRAY).astype(np.float32)
+            small = cv2.resize(grey, (16, 12), interpolation=cv2.INTER_AREA).ravel()
+            descriptors.append((small - small.mean()) / (small.std() * np.sqrt(small.size) + 1e-6))
+        return np.array(descriptors)
+
+    reference, *queries = find_traverses(tiny_world.prepared)
+    reference_descriptors = describe(reference)
+    within_10m = {}
+    for query in queries:
+        nearest = np.argmax(describe(query) @ reference_descriptors.T, axis=1)
+        error = np.linalg.norm(reference.positions[nearest] - query.positions, axis=1)
+        within_10m[query.condition] = (error < 10.0).mean()
+    chance = 20.0 / tiny_world.config.world.route_length_m
+    assert within_10m["sunny"] > 0.4 > 8 * chance
+    assert 2 * chance < within_10m["snow"] < within_10m["sunny"]
