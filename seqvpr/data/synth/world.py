@@ -143,13 +143,14 @@ class World:
     stops_m: np.ndarray
 
 
-# Billboards: position, width, vertical extent, colour, shape (0 rectangle, 1 ellipse),
-# and kind (0 tree crown, 1 trunk/pole, 2 lamp, 3 traffic light, 4 vehicle).
+# Billboards: position (local metres), width and vertical extent (m), RGB colour,
+# shape (ellipse or rectangle)
+# and kind (0 tree crown, 1 trunk/pole, 2 lamp, 3 traffic light).
 OBJECT_DTYPE = np.dtype(
     [("x", "f8"), ("y", "f8"), ("width", "f8"), ("bottom", "f8"), ("top", "f8"),
      ("colour", "f4", 3), ("ellipse", "?"), ("kind", "i1")]
 )
-TREE_CROWN, POLE, LAMP, TRAFFIC_LIGHT, VEHICLE = range(5)
+TREE_CROWN, POLE, LAMP, TRAFFIC_LIGHT = range(4)
 
 
 def _build_route(config: WorldConfig, rng: np.random.Generator, step_m: float = 0.5) -> Route:
@@ -294,8 +295,8 @@ def build_world(config: WorldConfig, seed: int) -> World:
                 textures.append(padded)
                 window_textures.append(padded_windows)
                 (a, b), heading = route.pose_at(np.array([along, along + width]), side * offset)
-                # Facades on the right (side -1) run along the route; the left ones too, so
-                # the texture's u axis follows the direction of travel on both sides.
+                # Both sides run in the direction of travel (texture columns advance with
+                # the route); the normal faces the street.
                 starts.append(a)
                 ends.append(b)
                 heights.append(height)
@@ -311,7 +312,7 @@ def build_world(config: WorldConfig, seed: int) -> World:
     stops = []
     for corner in route.corner_starts_m:
         stops.append(corner - 6.0)
-        (light,), heading = route.pose_at(np.array([corner - 4.0]), -(config.road_half_width_m + 0.8))
+        (light,), _ = route.pose_at(np.array([corner - 4.0]), -(config.road_half_width_m + 0.8))
         objects.append((light[0], light[1], 0.15, 0.0, 3.2, (0.15, 0.15, 0.15), False, POLE))
         objects.append((light[0], light[1], 0.45, 2.2, 3.3, (0.05, 0.05, 0.05), False, TRAFFIC_LIGHT))
     return World(
