@@ -85,8 +85,11 @@ def read_split_file(path: str | os.PathLike, traverses: list[Traverse]) -> list[
         if not isinstance(settings, dict) or "references" not in settings:
             raise ValueError(f"{where}: expected a mapping with at least 'references'")
         settings = dict(settings)
-        references = tuple(settings.pop("references"))
-        queries = tuple(settings.pop("queries", [n for n in names if n not in references]))
+        references = settings.pop("references")
+        queries = settings.pop("queries", [n for n in names if n not in references])
+        if not isinstance(references, list) or not isinstance(queries, list):
+            raise ValueError(f"{where}: references and queries must be lists of traverse names")
+        references, queries = tuple(map(str, references)), tuple(map(str, queries))
         for name in references + queries:
             if name not in names:
                 raise ValueError(f"{where}: unknown traverse {name!r}; found {', '.join(names)}")
