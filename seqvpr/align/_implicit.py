@@ -52,9 +52,11 @@ the objective term differentiates in closed form:
     d/dR_{k+1}  <a, grad f> = s_i (2 alpha R_{k+1} + (1 - 2 alpha) R_k - Q_i)
     d/dlambda   <a, grad f> = 2 sum_i u_i (a_{i+1} - a_i),
 
-i.e. small (N x N), (N x n) and (n x N) coefficient matrices times the reference and query
-values: three batched matrix products are the only work that grows with D, and no
-B x m x M x D tensor exists. For the constraint term, with P_j the running sum of r inside a
+so the values' gradients are per-knot combinations of two gathered vectors, delta_i and
+R_k - Q_i (gathered once in the forward pass), placed on the segment endpoints: two batched
+products of small (N x 2m) and (n x 2m) coefficient matrices with the (2m x D) gathered
+vectors are the only work of the backward pass that grows with D, and no B x m x M x D
+tensor exists. For the constraint term, with P_j the running sum of r inside a
 group and T_g its total, interval i of a group anchored at knot s gets dJ/dd_i = T_g - P_i if
 i >= s, else -P_i, and the anchor gets dJ/db_s = T_g; then d_i = s_i e dt_i and the band
 bounds c_j -+ beta T_ref give the slope and band gradients.
@@ -121,9 +123,12 @@ class LocalModel:
         active: the active set.
         left: reference time tau_k at the start of each knot's segment, shape (B, m).
         length: the segment's length h, shape (B, m).
-        delta_sq: ||R_{k+1} - R_k||^2, shape (B, m).
-        offset_dot: <R_k - Q_i, R_{k+1} - R_k>, shape (B, m); with alpha the position in
-            the segment, df_data/dphi_i = 2 w_i (offset_dot + alpha delta_sq) / h.
+        pair: per knot (flattened over the batch), the offset R_k - Q_i and the segment
+            direction delta = R_{k+1} - R_k, shape (B m, 2, D); the residual is
+            e_i = offset + alpha delta.
+        delta_sq: ||delta||^2, shape (B, m).
+        offset_dot: <offset, delta>, shape (B, m); with alpha the position in the segment,
+            df_data/dphi_i = 2 w_i (offset_dot + alpha delta_sq) / h.
         diag: Hessian diagonal, shape (B, m). coupling: -H_{i,i+1}, shape (B, m - 1).
         group: group index of each knot, shape (B, m). held: whether group g is fixed,
             shape (B, m) (indexed by group).
@@ -134,6 +139,7 @@ class LocalModel:
     active: ActiveSet
     left: Tensor
     length: Tensor
+    pair: Tensor
     delta_sq: Tensor
     offset_dot: Tensor
     diag: Tensor
@@ -149,8 +155,8 @@ class WarpGradients:
     """Vector-Jacobian products of the optimal warp; None where not requested.
 
     Attributes:
-        reference_values: (B, N, D). query_values: (B, n, D). lam: (B,).
-        slope_min, slope_max: (B, m - 1). band: (B,).
+        reference_values: (B, N, D). query_values: (B, n, D).
+        lam: (B,). slope_min, slope_max: (B, m - 1). band: (B,).
     """
 
     reference_values: Tensor | None = None
@@ -285,7 +291,8 @@ def _group_sum(values: Tensor, group: Tensor, size: int) -> Tensor:
 
 def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> LocalModel:
     """Builds the quadratic model of f on the active face (the D-dependent part: gathers
-    of the 2m segment endpoints and two inner products per knot).
+    of the 2m segment endpoints and two inner products per knot; the gathered vectors are
+    kept for the backward pass).
 
     Args:
         reference: reference signals, values (B, N, D).
@@ -299,14 +306,18 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     times = reference.times.to(f64)
     left = times.gather(1, segment)
     length = times.gather(1, segment + 1) - left
-    values = reference.values.detach()
+    # Both endpoints of each knot's segment in one gather: an overlapping (R_j, R_j+1)
+    # view of the flattened rows (the window straddling two items is never selected).
+    values = reference.values.detach().contiguous()
+    dim = reference.dim
+    windows = values.reshape(-1).as_strided((values.shape[0] * values.shape[1] - 1, 2, dim), (dim, dim, 1))
     flat = (segment + torch.arange(batch, device=device)[:, None] * reference.max_length).flatten()
-    ref_flat = values.reshape(-1, reference.dim)
-    start = ref_flat.index_select(0, flat)
-    delta = ref_flat.index_select(0, flat + 1) - start
-    start -= problem.query_at_knots.detach().reshape(-1, reference.dim).to(start.dtype)
-    delta_sq = torch.linalg.vecdot(delta, delta).to(f64).reshape(batch, size)
-    offset_dot = torch.linalg.vecdot(start, delta).to(f64).reshape(batch, size)
+    pair = windows.index_select(0, flat)  # (B m, 2, D): R_k, R_k+1
+    pair[:, 1].sub_(pair[:, 0])  # delta
+    pair[:, 0].sub_(problem.query_at_knots.detach().reshape(-1, dim).to(pair.dtype))  # R_k - Q_i
+    gram = torch.bmm(pair, pair.transpose(1, 2)).to(f64)
+    delta_sq = gram[:, 1, 1].reshape(batch, size)
+    offset_dot = gram[:, 0, 1].reshape(batch, size)
 
     dt = problem.dt
     coupling = torch.where(dt > 0, 2.0 * problem.lam[:, None] / torch.where(dt > 0, dt, 1.0), 0.0)
@@ -330,7 +341,7 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     scale = diag.abs().amax(1, keepdim=True) + torch.finfo(f64).tiny
     flat_group = ~has_fixed & (group_diag <= 1e-12 * scale)
     return LocalModel(
-        active=active, left=left, length=length, delta_sq=delta_sq, offset_dot=offset_dot,
+        active=active, left=left, length=length, pair=pair, delta_sq=delta_sq, offset_dot=offset_dot,
         diag=diag, coupling=coupling, group=group, held=has_fixed | flat_group, anchor=anchor,
         has_fixed=has_fixed,
     )
@@ -418,21 +429,24 @@ def warp_vjp(
     model: LocalModel,
     warp: Tensor,
     needs: tuple[bool, bool, bool, bool, bool, bool],
+    knots_are_samples: bool = False,
 ) -> WarpGradients:
     """dJ/dz from dJ/dphi at a GDTW solution (the maths is in the module docstring).
 
     Args:
         grad_warp: dJ/dphi, shape (B, m).
-        reference: reference signals, values (B, N, D).
-        query: query signals, values (B, n, D).
+        reference: reference signals (times and lengths are read).
+        query: query signals (times and lengths are read).
         problem: the resolved problem.
         model: the local model at ``warp``.
         warp: the solution phi*, shape (B, m), float64.
         needs: whether to compute the gradient of (reference values, query values, lambda,
             slope_min, slope_max, band).
+        knots_are_samples: the knots are the query's own sample times, so Q at the knots is
+            the query's values (its gradient is then s_i delta_i itself, no interpolation).
 
     Returns:
-        :class:`WarpGradients`: values' gradients in the values' dtype, the rest float64.
+        :class:`WarpGradients`: the values' gradients in their dtype, the rest float64.
     """
     need_ref, need_query, need_lam, need_smin, need_smax, need_band = needs
     batch, size = warp.shape
@@ -443,31 +457,34 @@ def warp_vjp(
     grads: dict[str, Tensor] = {}
 
     if need_ref or need_query:
-        values = reference.values.detach()
-        segment = model.active.segment
+        # Per knot i, with the gathered pair (offset_i = R_k - Q_i, delta_i):
+        #   -d/dR_k   <a, grad f> = s (offset_i - (1 - 2 alpha) delta_i)
+        #   -d/dR_k+1 <a, grad f> = -s (offset_i + 2 alpha delta_i)
+        #   -d/dQ_i   <a, grad f> = s delta_i   (spread onto the query samples Q_i interpolates)
+        # Each gradient is a small coefficient matrix times the (B, 2m, D) stacked pairs.
+        pair = model.pair.reshape(batch, 2 * size, -1)
         alpha = (warp - model.left) / model.length
         scaled = 2.0 * adjoint * problem.weights / model.length  # s_i
-        ref_size = reference.max_length
-        k0, k1 = segment, segment + 1
-        rows = torch.stack([k0, k0, k1, k1], -1)
-        cols = torch.stack([k0, k1, k0, k1], -1)
-        coef = torch.stack([-2.0 * (1.0 - alpha), 1.0 - 2.0 * alpha, 1.0 - 2.0 * alpha, 2.0 * alpha], -1)
-        ref_ref = torch.zeros(batch, ref_size * ref_size, dtype=f64, device=device)
-        ref_ref.scatter_add_(1, (rows * ref_size + cols).reshape(batch, -1), (coef * scaled[..., None]).reshape(batch, -1))
-        knot_ref = torch.zeros(batch, size, ref_size, dtype=f64, device=device)
-        knot_ref.scatter_add_(2, torch.stack([k0, k1], -1), torch.stack([scaled, -scaled], -1))
-        # The query values at the knots interpolate the query samples.
-        q_index, q_fraction = query.segments(problem.knots.to(query.dtype))
-        q_fraction = q_fraction.to(f64)
-        interp = torch.zeros(batch, size, query.max_length, dtype=f64, device=device)
-        interp.scatter_add_(2, torch.stack([q_index, q_index + 1], -1), torch.stack([1.0 - q_fraction, q_fraction], -1))
-        query_ref = torch.bmm(interp.transpose(1, 2), knot_ref).to(values.dtype)  # (B, n, N)
+        offset_col = 2 * torch.arange(size, device=device).expand(batch, size)
+        delta_col = offset_col + 1
         if need_ref:
-            grad_ref = torch.bmm(ref_ref.reshape(batch, ref_size, ref_size).to(values.dtype), values)
-            grad_ref += torch.bmm(query_ref.transpose(1, 2), query.values.detach())
-            grads["reference_values"] = grad_ref.neg_()
-        if need_query:
-            grads["query_values"] = torch.bmm(query_ref, values).neg_()
+            ref_size = reference.max_length
+            k0 = model.active.segment * (2 * size)
+            k1 = k0 + 2 * size
+            index = torch.cat([k0 + offset_col, k0 + delta_col, k1 + offset_col, k1 + delta_col], 1)
+            coefficient = torch.cat([scaled, -scaled * (1.0 - 2.0 * alpha), -scaled, -2.0 * alpha * scaled], 1)
+            matrix = torch.zeros(batch, ref_size * 2 * size, dtype=f64, device=device).scatter_add_(1, index, coefficient)
+            grads["reference_values"] = torch.bmm(matrix.reshape(batch, ref_size, 2 * size).to(pair.dtype), pair)
+        if need_query and knots_are_samples:
+            grads["query_values"] = torch.mul(model.pair[:, 1], scaled.to(pair.dtype).reshape(-1, 1)).reshape(batch, size, -1)
+        elif need_query:
+            query_size = query.max_length
+            q_index, q_fraction = query.segments(problem.knots.to(query.dtype))
+            q_fraction = q_fraction.to(f64)
+            index = torch.cat([q_index * (2 * size) + delta_col, (q_index + 1) * (2 * size) + delta_col], 1)
+            coefficient = torch.cat([(1.0 - q_fraction) * scaled, q_fraction * scaled], 1)
+            matrix = torch.zeros(batch, query_size * 2 * size, dtype=f64, device=device).scatter_add_(1, index, coefficient)
+            grads["query_values"] = torch.bmm(matrix.reshape(batch, query_size, 2 * size).to(pair.dtype), pair)
     if need_lam:
         dt = problem.dt
         excess = torch.where(dt > 0, (warp.diff(dim=1) - problem.expected_slope[:, None] * dt) / torch.where(dt > 0, dt, 1.0), 0.0)

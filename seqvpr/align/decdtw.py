@@ -7,7 +7,8 @@ The layer computes
                        tau_1 <= phi_i <= tau_N  (and phi_1 = tau_1, phi_m = tau_N in full mode)
 
 (:mod:`seqvpr.align.gdtw` states it in full) and returns phi*, shape (B, m). The forward pass
-runs the GDTW solver (DP with refinement) under ``no_grad``; the backward pass differentiates
+runs the GDTW solver (DP with refinement) under ``no_grad`` and polishes the DP answer with
+one Newton step on the active face; the backward pass differentiates
 the solution implicitly at phi* (:mod:`seqvpr.align._implicit`), giving gradients with
 respect to the reference values, the query values, lambda, the band beta and the slope
 bounds s_min, s_max - each only when it requires grad. Times (reference times, knot times)
@@ -72,15 +73,15 @@ class DecDTWFunction(torch.autograd.Function):
         polish: bool,
     ) -> Tensor:
         solve_config = replace(config, lam=lam, slope_min=slope_min, slope_max=slope_max, band=band)
-        result = gdtw(reference, query, solve_config)
         needs_grad = any(ctx.needs_input_grad[:6])
+        result = gdtw(reference, query, solve_config)
         if not (polish or needs_grad):
-            return result.warp
+            return result.warp.to(query.dtype)
         problem = result.problem
         warp = result.warp.to(torch.float64)
-        # Active within a grid step, plus the rounding of a warp returned in the query's dtype.
+        # Active within a grid step, plus the rounding of the returned warp.
         magnitude = reference.times.detach().abs().amax(1).to(torch.float64)
-        rounding = 4.0 * torch.finfo(result.warp.dtype).eps * (1.0 + magnitude)
+        rounding = 4.0 * torch.finfo(query.dtype).eps * (1.0 + magnitude)
         tolerance = result.grid_spacing + rounding[:, None]
         band64 = None if band is None else band.to(torch.float64).expand(reference.batch_size)
         active = detect_active_set(reference, problem, warp, tolerance, band64)
@@ -90,20 +91,24 @@ class DecDTWFunction(torch.autograd.Function):
         if needs_grad:
             ctx.model, ctx.problem, ctx.warp = model, problem, warp
             ctx.signals = (reference, query)
+            ctx.knots_are_samples = config.knots is None
             ctx.given = (lam, slope_min, slope_max, band)
             ctx.save_for_backward(reference_values, query_values)
-        return warp.to(result.warp.dtype)
+        return warp.to(query.dtype)
 
     @staticmethod
     def backward(ctx, grad_warp: Tensor):
-        ctx.saved_tensors  # raises if a saved input was modified in place since the forward
+        reference_values, query_values = ctx.saved_tensors  # checks for in-place edits
         reference, query = ctx.signals
         needs = tuple(bool(x) for x in ctx.needs_input_grad[:6])
-        grads = warp_vjp(grad_warp, reference, query, ctx.problem, ctx.model, ctx.warp, needs)
+        grads = warp_vjp(
+            grad_warp, reference, query, ctx.problem, ctx.model, ctx.warp, needs, ctx.knots_are_samples
+        )
+        grad_reference, grad_query = grads.reference_values, grads.query_values
         lam, slope_min, slope_max, band = ctx.given
         return (
-            grads.reference_values,
-            grads.query_values,
+            None if grad_reference is None else grad_reference.to(reference_values.dtype),
+            None if grad_query is None else grad_query.to(query_values.dtype),
             _reduce_to(grads.lam, lam),
             _reduce_to(grads.slope_min, slope_min),
             _reduce_to(grads.slope_max, slope_max),
