@@ -453,3 +453,42 @@ def test_implicit_gradient_matches_finite_differences_of_a_tight_solve():
         checked += 1
     assert checked >= 20
     assert binding == {"slope_min", "slope_max", "band"}
+
+
+def test_gradcheck_with_knots_between_query_samples():
+    ref_times, ref_values, query_times, query_values = _pair()
+    ref_values.requires_grad_()
+    query_values.requires_grad_()
+    knots = torch.tensor([2.2, 2.9, 3.5, 4.1, 4.6, 4.9], dtype=F64)
+    function = _warp_function(ref_times, query_times, ["lam"], subsequence=True, knots=knots)
+    lam = _param(0.3)
+    assert function(ref_values, query_values, lam).shape == (2, 6)
+    assert torch.autograd.gradcheck(function, (ref_values, query_values, lam), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_per_item_parameters_get_per_item_gradients():
+    ref_times, ref_values, query_times, query_values = _pair()
+    lam = _param([0.3, 0.5])
+    band = _param([0.05, 0.06])
+    slope_max = _param([[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]])
+    config = GDTWConfig(lam=lam, band=band, slope_max=slope_max, grid_size=51)
+    warp = decdtw(Signal(ref_times, ref_values), Signal(query_times, query_values), config)
+    warp.sum().backward()
+    assert lam.grad.shape == (2,) and band.grad.shape == (2,) and slope_max.grad.shape == (2, 4)
+    assert bool((band.grad.abs() > 0).all())
+
+
+def test_float32_gradients_agree_with_float64():
+    ref_times, ref_values, query_times, query_values = _pair()
+    grads = []
+    for dtype in (torch.float32, F64):
+        values = ref_values.to(dtype).requires_grad_()
+        queries = query_values.to(dtype).requires_grad_()
+        config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+        warp = decdtw(Signal(ref_times.to(dtype), values), Signal(query_times.to(dtype), queries), config)
+        assert warp.dtype == dtype
+        (warp * torch.arange(1.0, 6.0, dtype=dtype)).sum().backward()
+        assert values.grad.dtype == dtype
+        grads.append((values.grad.double(), queries.grad.double()))
+    for low, high in zip(*grads):
+        torch.testing.assert_close(low, high, rtol=1e-3, atol=1e-4)
