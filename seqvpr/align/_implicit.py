@@ -306,13 +306,11 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     times = reference.times.to(f64)
     left = times.gather(1, segment)
     length = times.gather(1, segment + 1) - left
-    # Both endpoints of each knot's segment in one gather: an overlapping (R_j, R_j+1)
-    # view of the flattened rows (the window straddling two items is never selected).
-    values = reference.values.detach().contiguous()
+    # Both endpoints of each knot's segment in one gather.
     dim = reference.dim
-    windows = values.reshape(-1).as_strided((values.shape[0] * values.shape[1] - 1, 2, dim), (dim, dim, 1))
+    rows = reference.values.detach().reshape(-1, dim)
     flat = (segment + torch.arange(batch, device=device)[:, None] * reference.max_length).flatten()
-    pair = windows.index_select(0, flat)  # (B m, 2, D): R_k, R_k+1
+    pair = rows.index_select(0, torch.stack([flat, flat + 1], 1).flatten()).reshape(-1, 2, dim)  # R_k, R_k+1
     pair[:, 1].sub_(pair[:, 0])  # delta
     pair[:, 0].sub_(problem.query_at_knots.detach().reshape(-1, dim).to(pair.dtype))  # R_k - Q_i
     gram = torch.bmm(pair, pair.transpose(1, 2)).to(f64)

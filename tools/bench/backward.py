@@ -1,6 +1,7 @@
 """DecDTW: cost of the backward pass relative to the forward solve.
 
-Times, in interleaved rounds (so machine load hits every variant alike), for each config,
+Times, in interleaved rounds (so machine load hits every variant alike; each timed call is
+preceded by one untimed call of the same variant, as in a training loop), for each config,
 as wall-clock and as process CPU time (on a shared machine the CPU time is the steadier):
 
 - ``gdtw``: the GDTW solver's forward alone (``seqvpr.align.gdtw``);
@@ -69,9 +70,9 @@ def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync) -> dict[str
     trainable_config = replace(config, lam=rate)
 
     def forward_backward():
-        for tensor in (ref, qry, rate):
-            tensor.grad = None
         decdtw(*trainable, trainable_config).sum().backward()
+        for tensor in (ref, qry, rate):  # consumed, as by an optimiser step
+            tensor.grad = None
 
     variants = {"gdtw": solve, "decdtw fwd": forward, "decdtw fwd+bwd": forward_backward}
     for function in variants.values():  # warm up (numba compilation, allocator)
@@ -79,6 +80,7 @@ def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync) -> dict[str
     samples = {key: [] for key in variants}
     for _ in range(rounds):
         for key, function in variants.items():
+            function()  # settle the allocator on this variant's pattern, then time one call
             samples[key].append(_time(function, sync))
     medians = {}
     for clock, column in (("wall", 0), ("cpu", 1)):
