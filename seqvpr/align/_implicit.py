@@ -130,8 +130,9 @@ class LocalModel:
         offset_dot: <offset, delta>, shape (B, m); with alpha the position in the segment,
             df_data/dphi_i = 2 w_i (offset_dot + alpha delta_sq) / h.
         diag: Hessian diagonal, shape (B, m). coupling: -H_{i,i+1}, shape (B, m - 1).
-        group: group index of each knot, shape (B, m). held: whether group g is fixed,
-            shape (B, m) (indexed by group).
+        group: group index of each knot, shape (B, m).
+        group_diag: diagonal of Z^T H Z, shape (B, m) (indexed by group).
+        held: whether group g stays put (fixed, or free without curvature), shape (B, m).
         anchor: first fixed knot of group g, or its first knot if free, shape (B, m).
         has_fixed: whether group g holds a fixed knot, shape (B, m).
     """
@@ -145,6 +146,7 @@ class LocalModel:
     diag: Tensor
     coupling: Tensor
     group: Tensor
+    group_diag: Tensor
     held: Tensor
     anchor: Tensor
     has_fixed: Tensor
@@ -340,19 +342,16 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     flat_group = ~has_fixed & (group_diag <= 1e-12 * scale)
     return LocalModel(
         active=active, left=left, length=length, pair=pair, delta_sq=delta_sq, offset_dot=offset_dot,
-        diag=diag, coupling=coupling, group=group, held=has_fixed | flat_group, anchor=anchor,
-        has_fixed=has_fixed,
+        diag=diag, coupling=coupling, group=group, group_diag=group_diag, held=has_fixed | flat_group,
+        anchor=anchor, has_fixed=has_fixed,
     )
 
 
 def _reduced_solve(model: LocalModel, rhs: Tensor) -> Tensor:
     """Z (Z^T H Z)^{-1} Z^T rhs: zero on held groups, shape (B, m)."""
     size = rhs.shape[1]
-    group, held, coupling = model.group, model.held, model.coupling
+    group, held, coupling, group_diag = model.group, model.held, model.coupling, model.group_diag
     joined = model.active.slope != 0
-    group_diag = _group_sum(model.diag, group, size) - 2.0 * _group_sum(
-        torch.where(joined, coupling, 0.0), group[:, :-1], size
-    )
     between = _group_sum(torch.where(joined, 0.0, coupling), group[:, :-1], size)
     off = torch.where(~held[:, :-1] & ~held[:, 1:], -between[:, :-1], 0.0)
     solution = solve_tridiagonal(
