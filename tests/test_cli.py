@@ -30,9 +30,9 @@ def test_unknown_subcommand_exits_with_usage_error():
     assert "invalid choice" in completed.stderr
 
 
-def test_demo_prints_warp_errors_and_writes_a_plot(tmp_path):
+def test_signal_demo_prints_warp_errors_and_writes_a_plot(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "seqvpr", "demo", "--out", str(tmp_path)],
+        [sys.executable, "-m", "seqvpr", "demo", "--signals", "--out", str(tmp_path)],
         capture_output=True, text=True, check=True,
     )
     lines = completed.stdout.splitlines()
