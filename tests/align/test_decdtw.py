@@ -85,7 +85,8 @@ def test_module_holds_hyperparameters_and_overrides():
     assert "subsequence=True" in repr(layer)
 
 
-def test_padded_batch_matches_items_alone():
+@pytest.mark.parametrize("subsequence", [True, False])
+def test_padded_batch_matches_items_alone(subsequence):
     ref_times, ref_values, query_times, query_values = _pair(batch=1)
     other = _pair(seed=9, batch=1, rate=1.3)
     ref_values.requires_grad_()
@@ -95,7 +96,7 @@ def test_padded_batch_matches_items_alone():
     batch_query = Signal(
         torch.cat([query_times, short_times]), torch.cat([query_values, other[3]]), torch.tensor([5, 4])
     )
-    config = GDTWConfig(subsequence=True, lam=0.3, grid_size=51)
+    config = GDTWConfig(subsequence=subsequence, lam=0.3, grid_size=51)
     warp = decdtw(batch_ref, batch_query, config)
     weights = torch.arange(1.0, 6.0, dtype=F64)
     (warp * weights).sum().backward()
