@@ -16,14 +16,16 @@ from typing import Any
 from seqvpr.cli import UserError
 
 NAME = "extract"
-HELP = "compute NetVLAD-VGG16 descriptors of a folder of images (batched, resumable)"
+HELP = "compute NetVLAD-VGG16 descriptors of a traverse or a folder of images (batched, resumable)"
 DESCRIPTION = """\
 Compute one global descriptor per image and write them, with the image times, to an .npz
 descriptors file (arrays `times` (N,) seconds and `values` (N, D), so `seqvpr align` can
 read it directly; see docs/encoder.md for every array).
 
-Input: a folder of images (.png .jpg .jpeg .bmp .ppm .tif .tiff, not recursive). Times come
-from the file names: integer names are RobotCar-style microseconds (`<ts_us>.png`),
+Input: a traverse folder in seqvpr's format (with traverse.csv, see docs/data.md: image
+paths, times and UTM positions are taken from it and positions are written alongside), or a
+plain folder of images (.png .jpg .jpeg .bmp .ppm .tif .tiff, not recursive) whose times
+come from the file names: integer names are RobotCar-style microseconds (`<ts_us>.png`),
 decimal names are seconds, anything else gets the frame index (--timestamps to force one).
 
 Encoder: --model loads a seqvpr checkpoint or a published NetVLAD checkpoint (pytorch-
@@ -45,7 +47,7 @@ MANIFEST_VERSION = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", type=Path, help="folder of images")
+    parser.add_argument("images", type=Path, help="traverse folder (with traverse.csv) or folder of images")
     parser.add_argument("--out", type=Path, required=True, help="output descriptors file (.npz)")
     encoder = parser.add_argument_group("encoder")
     choice = encoder.add_mutually_exclusive_group()
@@ -84,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from seqvpr.descriptor_cache import encoder_fingerprint
     from seqvpr.vpr import load_encoder, save_encoder
     from seqvpr.vpr.descriptor_file import DescriptorFile, write_descriptor_file
 
     for option in ("batch_size", "chunk_size", "kmeans_images"):
         if getattr(args, option) < 1:
             raise UserError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
-    names, times = list_images(args.images, args.timestamps)
+    names, times, positions, utm_zone = _inputs(args.images, args.timestamps)
     device = _device(args.device)
     partial = args.out.with_name(args.out.name + ".partial")
     manifest = {
@@ -157,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
         times=times[kept],
         values=values,
         image_names=np.asarray(names, dtype=str)[kept],
+        positions=positions[kept] if positions is not None else None,
+        utm_zone=utm_zone,
         skipped=tuple(skipped),
         metadata={
+            "encoder_fingerprint": encoder_fingerprint(encoder),
             "encoder": encoder.config.to_dict(),
             "encoder_source": manifest["encoder"],
             "input": str(args.images),
@@ -173,6 +179,20 @@ def run(args: argparse.Namespace) -> int:
         "seconds_this_run": round(seconds, 3),
     }))
     return 0
+
+
+def _inputs(folder: Path, timestamps: str):
+    """Image names (relative to ``folder``), times (s), positions (or None) and UTM zone (or None)."""
+    from seqvpr.data.traverse import TRAVERSE_CSV, read_traverse
+
+    if (folder / TRAVERSE_CSV).is_file():
+        if timestamps != "auto":
+            raise UserError(f"--timestamps does not apply to a traverse: {folder / TRAVERSE_CSV} gives the times")
+        traverse = read_traverse(folder, check_images=False)
+        names = [str(name) for name in traverse.image_paths]
+        return names, traverse.times_s, traverse.positions, str(traverse.zone)
+    names, times = list_images(folder, timestamps)
+    return names, times, None, None
 
 
 def list_images(folder: Path, timestamps: str = "auto") -> tuple[list[str], Any]:
@@ -291,19 +311,15 @@ def _build_encoder(args: argparse.Namespace, names: Sequence[str], device):
 
 def _read(path: Path, config):
     """The image as a (3, H, W) float tensor at the encoder's input size, or None if unreadable."""
-    import cv2
-    import numpy as np
-
+    from seqvpr.data.images import read_rgb
     from seqvpr.vpr import images_to_tensor
 
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
+        image = read_rgb(path)
+    except (OSError, ValueError) as error:
+        LOGGER.debug("unreadable image %s: %s", path, error)
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # 3-channel BGR
-    if image is None:
-        return None
-    return images_to_tensor([cv2.cvtColor(image, cv2.COLOR_BGR2RGB)], config)[0]
+    return images_to_tensor([image], config)[0]
 
 
 def _prepare_partial(partial: Path, manifest: dict[str, Any], *, restart: bool) -> None:

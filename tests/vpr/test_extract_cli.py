@@ -155,3 +155,23 @@ def test_descriptors_file_aligns_with_seqvpr_align(tmp_path, folder):
                  "--subsequence"]) == 0
     with np.load(tmp_path / "warp.npz") as warp:
         np.testing.assert_allclose(warp["warp"], read_descriptor_file(query).times, atol=1e-6)
+
+
+def test_traverse_input_writes_positions(tmp_path, folder):
+    from seqvpr.data.geo import UtmZone
+    from seqvpr.data.traverse import Traverse, write_traverse
+
+    names = sorted(p.name for p in folder.iterdir())
+    image_paths = np.array([f"images/{name}" for name in names], dtype=object)
+    times = 100.0 + np.arange(len(names)) * 0.5
+    positions = np.stack([620000.0 + 3.0 * np.arange(len(names)), 5735000.0 + np.arange(len(names))], axis=1)
+    traverse = Traverse("drive", tmp_path, image_paths, times, positions, UtmZone.parse("30U"),
+                        np.zeros(len(names)))
+    write_traverse(traverse)
+    out = tmp_path / "drive.npz"
+    assert _run(tmp_path, out) == 0
+    result = read_descriptor_file(out)
+    assert result.image_names.tolist() == list(image_paths) and result.utm_zone == "30U"
+    np.testing.assert_array_equal(result.times, times)
+    np.testing.assert_array_equal(result.positions, positions)
+    assert len(result.metadata["encoder_fingerprint"]) == 16
