@@ -49,7 +49,7 @@ def _reduce_to(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
 
 class DecDTWFunction(torch.autograd.Function):
     """Autograd function: ``apply(reference_values, query_values, lam, slope_min, slope_max,
-    band, reference, query, config) -> warp (B, m)``.
+    band, reference, query, config, polish) -> warp (B, m)``.
 
     ``reference`` and ``query`` are the :class:`Signal` objects whose ``values`` are the first
     two arguments (passed separately so autograd sees them); ``lam``, ``slope_min``,
