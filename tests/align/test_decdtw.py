@@ -123,11 +123,12 @@ def test_padded_batch_matches_items_alone(subsequence):
         ({"subsequence": True}, {"lam": 0.3, "slope_min": 1.9}, ["slope_min"]),
         ({"subsequence": True}, {"lam": 0.3, "slope_max": [1.05, 1.1]}, ["slope_max"]),
         ({"subsequence": False}, {"lam": 0.3, "band": 0.05}, ["band"]),
+        ({"subsequence": False}, {"lam": 0.3, "slope_min": 0.7, "slope_max": 1.5}, ["slope_min", "slope_max"]),
         ({"subsequence": True}, {"lam": 0.3, "band": 0.1}, ["band"]),
         ({"subsequence": True}, {"lam": 0.3, "slope_min": [[0.1, 0.2, 0.3, 0.4]] * 2, "slope_max": 5.0}, []),
     ],
-    ids=["subsequence", "full", "slope_min_active", "slope_max_active", "band_full", "band_subsequence",
-         "per_interval_slopes_inactive"],
+    ids=["subsequence", "full", "slope_min_active", "slope_max_active", "band_full", "slopes_full",
+         "band_subsequence", "per_interval_slopes_inactive"],
 )
 def test_gradcheck(fixed, params, binding):
     ref_times, ref_values, query_times, query_values = _pair(rate=1.2 if "slope_max" in binding else 1.6)
