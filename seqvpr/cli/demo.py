@@ -27,7 +27,7 @@ Run the whole pipeline on a synthetic world, on this machine, with nothing downl
   2. demosaic and geotag the images                      (seqvpr prepare-robotcar)
   3. build 25-frame reference / 10-frame query sequence pairs          (seqvpr pairs)
   4. initialise a small NetVLAD encoder WITHOUT training: VGG16 cut after its first
-     block (conv1_2) with random weights, 32 NetVLAD clusters by k-means on reference
+     block (conv1_2) with random weights, 64 NetVLAD clusters by k-means on reference
      images, 120x90 input (see docs/demo.md for why, and what it scores)
   5. localise every test query with classic DTW (Base D), GDTW (Base G) and
      independent retrieval (Indep); print accuracy at 2/3/5/10 m   (seqvpr evaluate)
@@ -115,7 +115,7 @@ def _untrained_encoder(prepared: Path, checkpoint: Path, seed: int) -> Path:
         print(f"reusing {checkpoint}")
         return checkpoint
     torch.manual_seed(seed)
-    config = EncoderConfig(backbone_blocks=1, num_clusters=32, image_width=120, image_height=90)
+    config = EncoderConfig(backbone_blocks=1, num_clusters=64, image_width=120, image_height=90)
     encoder = NetVLADEncoder(config).eval()
     reference = min(find_traverses(prepared, check_images=False), key=lambda traverse: traverse.name)
     picks = np.linspace(0, len(reference) - 1, INIT_IMAGES).round().astype(int)
