@@ -235,7 +235,8 @@ def detect_active_set(
         position = torch.arange(size, device=device)[None]
         pinned = (position == 0) | (position == last)
         kind = torch.where(pinned, PIN, kind)
-        bound = torch.where(position == 0, ref_start[:, None], torch.where(position == last, ref_end[:, None], bound))
+        bound = torch.where(position == last, ref_end[:, None], bound)
+        bound = torch.where(position == 0, ref_start[:, None], bound)
     kind = torch.where(mask, kind, PADDING).to(torch.int8)
 
     step = warp.diff(dim=1)
@@ -370,12 +371,18 @@ def _hessian_times(model: LocalModel, x: Tensor) -> Tensor:
     return out
 
 
+def _slope_excess(problem: GDTWProblem, warp: Tensor) -> Tensor:
+    """u_i = (dphi_i - e dt_i) / dt_i, shape (B, m - 1); 0 on padding."""
+    dt = problem.dt
+    safe_dt = torch.where(dt > 0, dt, 1.0)
+    return torch.where(dt > 0, (warp.diff(dim=1) - problem.expected_slope[:, None] * dt) / safe_dt, 0.0)
+
+
 def _objective_gradient(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
     """df/dphi of the local model at ``warp`` (exact while each knot stays in its segment)."""
     alpha = (warp - model.left) / model.length
     data = 2.0 * problem.weights * (model.offset_dot + alpha * model.delta_sq) / model.length
-    dt = problem.dt
-    excess = torch.where(dt > 0, (warp.diff(dim=1) - problem.expected_slope[:, None] * dt) / torch.where(dt > 0, dt, 1.0), 0.0)
+    excess = _slope_excess(problem, warp)
     regulariser = 2.0 * problem.lam[:, None] * (
         torch.nn.functional.pad(excess, (1, 0)) - torch.nn.functional.pad(excess, (0, 1))
     )
@@ -401,7 +408,8 @@ def polish(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
     steps = torch.where(active.slope != 0, steps, 0.0)
     offsets = torch.nn.functional.pad(steps.cumsum(1), (1, 0))
     anchor = model.anchor.gather(1, model.group)
-    start = torch.where(model.has_fixed.gather(1, model.group), active.bound.gather(1, anchor), warp.gather(1, anchor))
+    held_at = active.bound.gather(1, anchor)
+    start = torch.where(model.has_fixed.gather(1, model.group), held_at, warp.gather(1, anchor))
     base = start + offsets - offsets.gather(1, anchor)
     candidate = base - _reduced_solve(model, _objective_gradient(model, problem, base))
 
@@ -412,7 +420,8 @@ def polish(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
     within = ((candidate >= active.lower - slack) & (candidate <= active.upper + slack)) | ~mask
     step = candidate.diff(dim=1)
     loose = active.slope == 0
-    step_ok = ((step >= problem.step_min - slack[:, 1:]) & (step <= problem.step_max + slack[:, 1:])) | ~loose | ~mask[:, 1:]
+    step_ok = (step >= problem.step_min - slack[:, 1:]) & (step <= problem.step_max + slack[:, 1:])
+    step_ok = step_ok | ~loose | ~mask[:, 1:]
     accept = inside.all(1) & within.all(1) & step_ok.all(1) & torch.isfinite(candidate).all(1)
     candidate = torch.where(mask, candidate, candidate.gather(1, (problem.lengths - 1)[:, None]))
     return torch.where(accept[:, None], candidate, warp)
@@ -470,22 +479,23 @@ def warp_vjp(
             k1 = k0 + 2 * size
             index = torch.cat([k0 + offset_col, k0 + delta_col, k1 + offset_col, k1 + delta_col], 1)
             coefficient = torch.cat([scaled, -scaled * (1.0 - 2.0 * alpha), -scaled, -2.0 * alpha * scaled], 1)
-            matrix = torch.zeros(batch, ref_size * 2 * size, dtype=f64, device=device).scatter_add_(1, index, coefficient)
-            grads["reference_values"] = torch.bmm(matrix.reshape(batch, ref_size, 2 * size).to(pair.dtype), pair)
+            matrix = torch.zeros(batch, ref_size * 2 * size, dtype=f64, device=device)
+            matrix = matrix.scatter_add_(1, index, coefficient).reshape(batch, ref_size, 2 * size)
+            grads["reference_values"] = torch.bmm(matrix.to(pair.dtype), pair)
         if need_query and knots_are_samples:
-            grads["query_values"] = torch.mul(model.pair[:, 1], scaled.to(pair.dtype).reshape(-1, 1)).reshape(batch, size, -1)
+            grad_knots = torch.mul(model.pair[:, 1], scaled.to(pair.dtype).reshape(-1, 1))
+            grads["query_values"] = grad_knots.reshape(batch, size, -1)
         elif need_query:
             query_size = query.max_length
             q_index, q_fraction = query.segments(problem.knots.to(query.dtype))
             q_fraction = q_fraction.to(f64)
             index = torch.cat([q_index * (2 * size) + delta_col, (q_index + 1) * (2 * size) + delta_col], 1)
             coefficient = torch.cat([(1.0 - q_fraction) * scaled, q_fraction * scaled], 1)
-            matrix = torch.zeros(batch, query_size * 2 * size, dtype=f64, device=device).scatter_add_(1, index, coefficient)
-            grads["query_values"] = torch.bmm(matrix.reshape(batch, query_size, 2 * size).to(pair.dtype), pair)
+            matrix = torch.zeros(batch, query_size * 2 * size, dtype=f64, device=device)
+            matrix = matrix.scatter_add_(1, index, coefficient).reshape(batch, query_size, 2 * size)
+            grads["query_values"] = torch.bmm(matrix.to(pair.dtype), pair)
     if need_lam:
-        dt = problem.dt
-        excess = torch.where(dt > 0, (warp.diff(dim=1) - problem.expected_slope[:, None] * dt) / torch.where(dt > 0, dt, 1.0), 0.0)
-        grads["lam"] = -2.0 * (excess * adjoint.diff(dim=1)).sum(1)
+        grads["lam"] = -2.0 * (_slope_excess(problem, warp) * adjoint.diff(dim=1)).sum(1)
 
     if need_smin or need_smax or need_band:
         reaction = v - _hessian_times(model, adjoint)
@@ -499,7 +509,8 @@ def warp_vjp(
         prefix = running - torch.where(first > 0, running.gather(1, (first - 1).clamp(min=0)), 0.0)
         interval_group = group[:, :-1]
         after_anchor = position[:, :-1] >= model.anchor.gather(1, interval_group)
-        grad_step = torch.where(after_anchor, total.gather(1, interval_group) - prefix[:, :-1], -prefix[:, :-1])
+        suffix = total.gather(1, interval_group) - prefix[:, :-1]
+        grad_step = torch.where(after_anchor, suffix, -prefix[:, :-1])
         per_slope = grad_step * problem.expected_slope[:, None] * problem.dt
         if need_smin:
             grads["slope_min"] = torch.where(model.active.slope == -1, per_slope, 0.0)

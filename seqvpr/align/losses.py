@@ -132,7 +132,8 @@ def soft_dtw(
         return table.gather(1, index.expand(-1, 1, rows))[:, 0].gather(1, last_row[:, None])[:, 0]
     # R[n_b - 1, j] sits on diagonal n_b - 1 + j.
     ends = (last_row[:, None] + torch.arange(cols, device=device)[None]).clamp(max=diagonals - 1)
-    final = table.gather(1, ends[..., None].expand(-1, -1, rows)).gather(2, last_row[:, None, None].expand(-1, cols, 1))[..., 0]
+    final = table.gather(1, ends[..., None].expand(-1, -1, rows))
+    final = final.gather(2, last_row[:, None, None].expand(-1, cols, 1))[..., 0]
     final = torch.where(torch.arange(cols, device=device)[None] < reference_lengths[:, None], final, _FAR)
     return -gamma * torch.logsumexp(-final / gamma, dim=1)
 
