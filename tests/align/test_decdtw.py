@@ -412,8 +412,9 @@ def test_implicit_gradient_matches_finite_differences_of_a_tight_solve():
         warp = decdtw(reference, query, config)
         # The tight solve: DP answer -> SLSQP -> exact minimiser on the active face.
         start = warp.detach()[0].numpy()
-        face = oracle.active_face(oracle.slsqp(start))
-        exact = oracle.solve_face(face, oracle.slsqp(start))
+        polished = oracle.slsqp(start)
+        face = oracle.active_face(polished)
+        exact = oracle.solve_face(face, polished)
         if exact is None:
             continue  # on a corner or degenerate: not a point where the gradient is defined
         assert np.abs(exact - start).max() < 1e-6
