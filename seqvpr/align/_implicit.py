@@ -53,10 +53,11 @@ the objective term differentiates in closed form:
     d/dlambda   <a, grad f> = 2 sum_i u_i (a_{i+1} - a_i),
 
 so the values' gradients are per-knot combinations of two gathered vectors, delta_i and
-R_k - Q_i (gathered once in the forward pass), placed on the segment endpoints: two batched
-products of small (N x 2m) and (n x 2m) coefficient matrices with the (2m x D) gathered
-vectors are the only work of the backward pass that grows with D, and no B x m x M x D
-tensor exists. For the constraint term, with P_j the running sum of r inside a
+R_k - Q_i (gathered once in the forward pass), placed on the segment endpoints: one batched
+product of a small (N x 2m) coefficient matrix with the (2m x D) gathered vectors, and a
+scaling of delta_i for the query (an (n x 2m) product when custom knots interpolate the
+query), are the only work of the backward pass that grows with D; no B x m x M x D tensor
+exists. For the constraint term, with P_j the running sum of r inside a
 group and T_g its total, interval i of a group anchored at knot s gets dJ/dd_i = T_g - P_i if
 i >= s, else -P_i, and the anchor gets dJ/db_s = T_g; then d_i = s_i e dt_i and the band
 bounds c_j -+ beta T_ref give the slope and band gradients.
