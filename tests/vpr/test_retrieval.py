@@ -54,7 +54,7 @@ def test_fewer_references_than_k_pads_with_minus_one():
 def test_ivf_recall_at_10_against_exact(kind, minimum_recall):
     references, queries = _clustered_set()
     exact = _brute_force(references, queries, 1)[1][:, 0]
-    index = ReferenceIndex.build(references, IndexConfig(kind=kind, nprobe=8, pq_subquantizers=16))
+    index = ReferenceIndex.build(references, IndexConfig(kind=kind, nprobe=8, pq_subquantizers=16, pq_bits=6))
     found = index.search(queries, 10).indices
     recall = np.mean([truth in row for truth, row in zip(exact, found)])
     print(f"{kind} recall@10 = {recall:.3f} (nlist={index.config.nlist}, nprobe=8)")
