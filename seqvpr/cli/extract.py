@@ -270,8 +270,11 @@ def _encoder_source(args: argparse.Namespace) -> dict[str, Any]:
     if args.model is not None:
         if not args.model.is_file():
             raise UserError(f"--model {args.model}: no such file")
-        digest = hashlib.sha256(args.model.read_bytes()).hexdigest()
-        return {"model": str(args.model), "sha256": digest, "image_size": args.image_size}
+        digest = hashlib.sha256()
+        with open(args.model, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"model": str(args.model), "sha256": digest.hexdigest(), "image_size": args.image_size}
     return {
         "preset": args.preset or "netvlad-vgg16", "backbone_weights": args.backbone_weights,
         "kmeans_images": args.kmeans_images, "seed": args.seed, "image_size": args.image_size,
