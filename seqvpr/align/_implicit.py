@@ -488,7 +488,7 @@ def warp_vjp(
             grads["query_values"] = grad_knots.reshape(batch, size, -1)
         elif need_query:
             query_size = query.max_length
-            q_index, q_fraction = query.segments(problem.knots.to(query.dtype))
+            q_index, q_fraction = query.segments(problem.knots)
             q_fraction = q_fraction.to(f64)
             index = torch.cat([q_index * (2 * size) + delta_col, (q_index + 1) * (2 * size) + delta_col], 1)
             coefficient = torch.cat([(1.0 - q_fraction) * scaled, q_fraction * scaled], 1)

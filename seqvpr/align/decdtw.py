@@ -76,12 +76,12 @@ class DecDTWFunction(torch.autograd.Function):
         needs_grad = any(ctx.needs_input_grad[:6])
         result = gdtw(reference, query, solve_config)
         if not (polish or needs_grad):
-            return result.warp.to(query.dtype)
+            return result.warp
         problem = result.problem
         warp = result.warp.to(torch.float64)
-        # Active within a grid step, plus the rounding of the returned warp.
+        # Active within a grid step, plus the rounding of the float64 warp.
         magnitude = reference.times.detach().abs().amax(1).to(torch.float64)
-        rounding = 4.0 * torch.finfo(query.dtype).eps * (1.0 + magnitude)
+        rounding = 4.0 * torch.finfo(torch.float64).eps * (1.0 + magnitude)
         tolerance = result.grid_spacing + rounding[:, None]
         band64 = None if band is None else band.to(torch.float64).expand(reference.batch_size)
         active = detect_active_set(reference, problem, warp, tolerance, band64)
@@ -94,7 +94,7 @@ class DecDTWFunction(torch.autograd.Function):
             ctx.knots_are_samples = config.knots is None
             ctx.given = (lam, slope_min, slope_max, band)
             ctx.save_for_backward(reference_values, query_values)
-        return warp.to(query.dtype)
+        return warp
 
     @staticmethod
     def backward(ctx, grad_warp: Tensor):
@@ -149,7 +149,7 @@ def decdtw(
 
     Returns:
         phi* at the knots (the query times unless ``config.knots`` is set), shape (B, m),
-        in the query's dtype; padding knots repeat the last valid value.
+        float64 (times always are); padding knots repeat the last valid value.
 
     Raises:
         ValueError: on mismatched signals, lambda < 0, band outside [0, 1],

@@ -33,11 +33,11 @@ class DTWResult:
     """Solution of a batch of DTW problems.
 
     Attributes:
-        cost: summed local cost along the optimal path, shape (B,).
+        cost: summed local cost along the optimal path, shape (B,), float64.
         paths: per item, the path as an int64 array (L, 2) of (query index,
             reference index) pairs, in order.
-        warp: reference time matched to each query sample, shape (B, n); padding
-            repeats the last valid value.
+        warp: reference time matched to each query sample, shape (B, n), float64;
+            padding repeats the last valid value.
         lengths: valid query samples per item, shape (B,).
     """
 
@@ -150,8 +150,8 @@ def dtw(reference: Signal, query: Signal, subsequence: bool = False) -> DTWResul
     solve(cost, reference_times, query_lengths, reference_lengths, subsequence, totals, path_store,
           path_sizes, warp)
     return DTWResult(
-        cost=torch.from_numpy(totals).to(device=query.device, dtype=query.dtype),
+        cost=torch.from_numpy(totals).to(device=query.device),
         paths=[path_store[b, : path_sizes[b]] for b in range(batch)],
-        warp=torch.from_numpy(warp).to(device=query.device, dtype=query.dtype),
+        warp=torch.from_numpy(warp).to(device=query.device),
         lengths=query.lengths,
     )

@@ -137,10 +137,10 @@ class GDTWResult:
     """Solution of a batch of GDTW problems.
 
     Attributes:
-        knots: query knot times t_i, shape (B, m).
-        warp: optimal reference times phi_i = phi(t_i), shape (B, m); padding knots
-            repeat the last valid value.
-        cost: objective f(phi) at the returned warp, shape (B,).
+        knots: query knot times t_i, shape (B, m), float64.
+        warp: optimal reference times phi_i = phi(t_i), shape (B, m), float64 (times
+            always are); padding knots repeat the last valid value.
+        cost: objective f(phi) at the returned warp, shape (B,), float64.
         lengths: valid knots per item, shape (B,).
         cost_history: objective after the first solve and after each refinement,
             shape (B, refinements + 1); non-increasing.
@@ -222,7 +222,7 @@ def _knots(query: Signal, knots: Tensor | None) -> tuple[Tensor, Tensor, Tensor]
             f"outside the query's [{float(query.start[item])}, {float(query.end[item])}] s"
         )
     lengths = torch.full((query.batch_size,), knots.shape[1], dtype=torch.long, device=query.device)
-    return knots, lengths, query.at(knots.to(query.dtype))
+    return knots, lengths, query.at(knots)
 
 
 def _reachable_bounds(
@@ -368,11 +368,11 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         # The only work that grows with D: inner products, on the signals' device.
         ref = reference.values
         knot_values = problem.query_at_knots
-        inner = (
+        inner = (  # contractions, no (B, N, D) temporaries
             torch.bmm(knot_values, ref.transpose(1, 2)),  # <Q_i, R_k>, (B, m, N)
-            ref.square().sum(-1),  # ||R_k||^2, (B, N)
-            (ref[:, :-1] * ref[:, 1:]).sum(-1),  # <R_k, R_k+1>, (B, N - 1)
-            knot_values.square().sum(-1),  # ||Q_i||^2, (B, m)
+            torch.einsum("bnd,bnd->bn", ref, ref),  # ||R_k||^2, (B, N)
+            torch.einsum("bnd,bnd->bn", ref[:, :-1], ref[:, 1:]),  # <R_k, R_k+1>, (B, N - 1)
+            torch.einsum("bmd,bmd->bm", knot_values, knot_values),  # ||Q_i||^2, (B, m)
         )
         dt = problem.dt
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
@@ -392,9 +392,9 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
     device = query.device
     cost_history = torch.from_numpy(history).to(device)
     return GDTWResult(
-        knots=problem.knots.to(query.dtype),
-        warp=torch.from_numpy(warp).to(device, query.dtype),
-        cost=cost_history[:, -1].to(query.dtype),
+        knots=problem.knots,
+        warp=torch.from_numpy(warp).to(device),
+        cost=cost_history[:, -1],
         lengths=problem.lengths,
         cost_history=cost_history,
         grid_spacing=torch.from_numpy((upper - lower) / (size - 1)).to(device),
@@ -427,7 +427,7 @@ def gdtw_objective(
     if warp.shape != problem.knots.shape:
         raise ValueError(f"warp must have shape {tuple(problem.knots.shape)}, got {tuple(warp.shape)}")
     mask = problem.knot_mask
-    residual = reference.at(warp.to(reference.dtype)) - problem.query_at_knots
+    residual = reference.at(warp) - problem.query_at_knots
     data = (problem.weights.to(residual.dtype) * residual.square().sum(-1) * mask).sum(1)
     dt = problem.dt.to(warp.dtype)
     step = warp.diff(dim=1) - problem.expected_slope.to(warp.dtype)[:, None] * dt

@@ -32,7 +32,7 @@ class Signal:
 
     Args:
         times: sample times in seconds, shape (B, N); strictly increasing within each
-            item's length. A 1-D tensor (N,) is taken as a batch of one.
+            item's length; stored as float64. A 1-D tensor (N,) is taken as a batch of one.
         values: samples, shape (B, N, D); a 2-D tensor (N, D) is taken as a batch of one.
         lengths: valid samples per item, shape (B,), integer; defaults to N for all.
             Each length must be at least 2.
@@ -62,8 +62,10 @@ class Signal:
             )
         if not values.is_floating_point():
             values = values.to(torch.get_default_dtype())
-        if times.dtype != values.dtype:
-            times = times.to(values.dtype)
+        if times.dtype != torch.float64:
+            # Times stay float64 whatever the values are: float32 cannot hold epoch
+            # timestamps (~1.7e9 s) to better than ~100 s.
+            times = times.to(torch.float64)
         if times.device != values.device:
             raise ValueError(f"times on {times.device} but values on {values.device}")
         batch, length = times.shape
@@ -89,7 +91,8 @@ class Signal:
                 f"sequence {item} has {int(lengths[item])} sample(s); alignment needs at least 2"
             )
         valid = torch.arange(length, device=times.device)[None] < lengths[:, None]
-        bad = ~torch.isfinite(values).all(dim=2) & valid
+        # One reduction instead of a (B, N, D) mask: NaN and inf survive the sum.
+        bad = ~torch.isfinite(values.detach().sum(dim=2)) & valid
         if bool(bad.any()):
             item, index = (int(i) for i in bad.nonzero()[0])
             raise ValueError(f"values[{item}, {index}] contains NaN or inf")
@@ -129,7 +132,7 @@ class Signal:
         length = int(lengths.max())
         values0 = pairs[0][1]
         dtype = values0.dtype if values0.is_floating_point() else torch.get_default_dtype()
-        times = torch.zeros(len(pairs), length, dtype=dtype, device=values0.device)
+        times = torch.zeros(len(pairs), length, dtype=torch.float64, device=values0.device)
         values = torch.zeros(len(pairs), length, dims.pop(), dtype=dtype, device=values0.device)
         for index, (item_times, item_values) in enumerate(pairs):
             times[index, : len(item_times)] = item_times
@@ -182,7 +185,7 @@ class Signal:
         because lookups are clamped to each item's last segment.
         """
         steps = (torch.arange(self.max_length, device=self.device)[None] - self.lengths[:, None] + 1)
-        filler = self.end[:, None] + steps.clamp(min=0).to(self.dtype)
+        filler = self.end[:, None] + steps.clamp(min=0).to(self.times.dtype)
         return torch.where(self.valid_mask(), self.times, filler)
 
     def segments(self, at: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,7 +198,8 @@ class Signal:
             ``(index, fraction)``, each (B, K): the segment's first sample index k in
             ``[0, lengths - 2]`` and the position ``(at - t_k) / (t_{k+1} - t_k)`` in [0, 1].
         """
-        times = self.padded_times().to(at.dtype)
+        times = self.padded_times()
+        at = at.to(times.dtype)
         index = torch.searchsorted(times, at.contiguous(), right=True) - 1
         index = torch.minimum(index.clamp(min=0), (self.lengths - 2)[:, None])
         left = times.gather(1, index)
@@ -224,5 +228,6 @@ class Signal:
         return left + fraction * (right - left)
 
     def to(self, *args: object, **kwargs: object) -> Signal:
-        """Moves or casts times and values like ``Tensor.to``."""
-        return Signal(self.times.to(*args, **kwargs), self.values.to(*args, **kwargs), self.lengths)
+        """Moves or casts the values like ``Tensor.to``; times move but stay float64."""
+        values = self.values.to(*args, **kwargs)
+        return Signal(self.times.to(values.device), values, self.lengths)

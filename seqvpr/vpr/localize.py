@@ -49,8 +49,8 @@ class Localization:
     """Predicted query poses.
 
     Attributes:
-        reference_times: reference time assigned to each query frame, shape (B, n).
-        positions: predicted (easting, northing) in metres, shape (B, n, 2).
+        reference_times: reference time assigned to each query frame, shape (B, n), float64.
+        positions: predicted (easting, northing) in metres, shape (B, n, 2), float64.
         cost: alignment cost per pair, shape (B,); None for ``independent``.
     """
 
@@ -97,5 +97,6 @@ def localize(
         padding = ~reference.valid_mask()[:, None, :]
         nearest = distances.masked_fill(padding, float("inf")).argmin(dim=2)
         times = reference.times.gather(1, nearest)
-    track = Signal(reference.times, reference_positions.to(reference.dtype), reference.lengths)
-    return Localization(reference_times=times, positions=track.at(times.to(reference.dtype)), cost=cost)
+    # UTM eastings (~1e5-1e6 m) need float64 as much as epoch times do.
+    track = Signal(reference.times, reference_positions.to(torch.float64), reference.lengths)
+    return Localization(reference_times=times, positions=track.at(times), cost=cost)

@@ -183,8 +183,20 @@ def test_float32_matches_float64():
     config = GDTWConfig(subsequence=True)
     double = gdtw(reference, query, config)
     single = gdtw(reference.to(torch.float32), query.to(torch.float32), config)
-    assert single.warp.dtype == torch.float32
-    torch.testing.assert_close(single.cost.double(), double.cost, rtol=1e-4, atol=1e-5)
+    assert single.warp.dtype == torch.float64
+    torch.testing.assert_close(single.cost, double.cost, rtol=1e-4, atol=1e-5)
+
+
+def test_epoch_timestamps_with_float32_descriptors_keep_sub_millisecond_warps():
+    # RobotCar-style times (~1.4e9 s since 1970) with float32 NetVLAD-like descriptors.
+    rng = np.random.default_rng(6)
+    reference, _ = random_signal_pair(rng, batch=2, reference_length=25, dim=16)
+    epoch = 1.418e9
+    reference = Signal(reference.times + epoch, reference.values.to(torch.float32))
+    query = Signal(reference.times[:, 5:15] + 3600.0, reference.values[:, 5:15])
+    result = gdtw(reference, query, GDTWConfig(subsequence=True))
+    error = (result.warp - reference.times[:, 5:15]).abs().max()
+    assert float(error) < 1e-3
 
 
 def test_per_item_parameters_equal_separate_solves():

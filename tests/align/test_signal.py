@@ -14,9 +14,10 @@ def test_unbatched_input_becomes_batch_of_one():
     assert signal.lengths.tolist() == [4]
 
 
-def test_accepts_numpy_and_casts_times_to_values_dtype():
+def test_accepts_numpy_and_keeps_times_in_float64():
     signal = Signal(np.arange(3), np.zeros((1, 3, 2), dtype=np.float32)[0])
-    assert signal.times.dtype == torch.float32
+    assert signal.values.dtype == torch.float32
+    assert signal.times.dtype == torch.float64
 
 
 def test_interpolation_matches_hand_computed_values():
