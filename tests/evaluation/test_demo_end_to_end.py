@@ -63,3 +63,21 @@ def test_evaluate_names_missing_inputs(tmp_path, capsys):
     assert main(["evaluate", str(pairs), "--traverses", str(tmp_path), "--model", "base=missing.pt",
                  "--out", str(tmp_path / "out")]) == 2
     assert "no such checkpoint file missing.pt" in capsys.readouterr().err
+
+
+def test_fine_tuned_models_get_their_own_rows(demo_run, tmp_path, capsys):
+    import shutil
+
+    checkpoint = demo_run / "model" / "encoder.pt"
+    tuned = tmp_path / "tuned.pt"
+    shutil.copy(checkpoint, tuned)
+    pairs = sorted((demo_run / "pairs").glob("test_*.csv"))[:1]
+    code = main(["evaluate", *map(str, pairs), "--traverses", str(demo_run / "prepared"),
+                 "--model", f"base={checkpoint}", "--model", f"DecDTW={tuned}", "--out", str(tmp_path / "eval"),
+                 "--methods", "gdtw", "dtw", "--no-progress"])
+    assert code == 0
+    table = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"Base (G)", "Base (D)", "DecDTW (G)", "DecDTW (D)"} <= set(rows)
+    # The same weights under two names give the same accuracies.
+    assert rows["Base (G)"].split("|")[2:] == rows["DecDTW (G)"].split("|")[2:]
