@@ -19,6 +19,10 @@ window; there the kernel scans the window (O(M * window)). ``brute=True`` scans 
 with an explicit feasibility test: the O(M^2) oracle the fast kernel is tested against.
 
 Tie-breaking differs between kernels; optimal costs agree.
+
+Grid rows and node costs are built one knot at a time and only two rows are alive, so a
+pair needs O(m M) memory only for the int32 back-pointers (about 0.5 MB for the audio case,
+m = 256, M = 512) and no large array is allocated, page-faulted in and freed per call.
 """
 
 from __future__ import annotations
@@ -119,28 +123,98 @@ def _step_scan(prev_grid, prev_cost, grid, node, a, shift, lo, hi, tol, brute, c
 
 
 @njit(cache=True, error_model="numpy")
-def _shortest_path(grid, node, a, shift, lo, hi, tol, brute, path, args, cost, new_cost,
-                   hull_m, hull_b, hull_k):
-    """DP over knots 0..len(grid)-1 of one item; writes ``path``, returns the optimum."""
-    knots, size = grid.shape
-    cost[:] = node[0]
+def _grid_row(low, high, size, refined, previous, out):
+    """M values from low to high; after the first pass the previous optimum replaces its
+    nearest grid point, so the previous path stays on the grid and the objective cannot rise."""
+    step = (high - low) / (size - 1)
+    for j in range(size):
+        out[j] = low + step * j
+    out[size - 1] = high
+    if refined:
+        nearest = 0 if step <= 0.0 else int(round((previous - low) / step))
+        out[min(max(nearest, 0), size - 1)] = previous
+
+
+@njit(cache=True, error_model="numpy")
+def _node_costs(grid, cross, ref_sq, ref_next, query_sq, weights, ref_times, out):
+    """w_i ||R(phi) - Q_i||^2 on one knot's sorted grid, from inner products only.
+
+    Inside reference segment [k, k+1] at fraction alpha (beta = 1 - alpha):
+    ||R(phi) - Q||^2 = ||Q||^2 + beta^2 ||R_k||^2 + alpha^2 ||R_k+1||^2
+                       + 2 alpha beta <R_k, R_k+1> - 2 beta <Q, R_k> - 2 alpha <Q, R_k+1>.
+    """
+    last_segment = ref_times.shape[0] - 2
+    k = 0
+    for j in range(grid.shape[0]):
+        x = grid[j]
+        while k < last_segment and ref_times[k + 1] <= x:
+            k += 1
+        alpha = (x - ref_times[k]) / (ref_times[k + 1] - ref_times[k])
+        alpha = min(max(alpha, 0.0), 1.0)
+        beta = 1.0 - alpha
+        distance = (query_sq + beta * beta * ref_sq[k] + alpha * alpha * ref_sq[k + 1]
+                    + 2.0 * alpha * beta * ref_next[k] - 2.0 * (beta * cross[k] + alpha * cross[k + 1]))
+        out[j] = weights * max(distance, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _row(i, given, grid, node, low, high, refined, previous, cross, ref_sq, ref_next, query_sq,
+         weights, ref_times, grid_out, node_out):
+    """Knot i's candidates and node costs: copied from given arrays, or built from bounds."""
+    if given:
+        grid_out[:] = grid[i]
+        node_out[:] = node[i]
+    else:
+        _grid_row(low[i], high[i], grid_out.shape[0], refined, previous[i], grid_out)
+        _node_costs(grid_out, cross[i], ref_sq, ref_next, query_sq[i], weights[i], ref_times, node_out)
+
+
+@njit(cache=True, error_model="numpy")
+def _shortest_path(knots, size, given, grid, node, low, high, refined, previous, cross, ref_sq,
+                   ref_next, query_sq, weights, ref_times, a, shift, lo, hi, tol, brute, path,
+                   values, args):
+    """DP over the knots of one item, two grid rows in memory at a time.
+
+    Writes the optimal grid index (``path``) and value (``values``) per knot; returns the
+    optimum (inf when no path is feasible).
+    """
+    rows = np.empty((2, size))
+    node_row = np.empty(size)
+    cost = np.empty(size)
+    new_cost = np.empty(size)
+    hull_m = np.empty(size)
+    hull_b = np.empty(size)
+    hull_k = np.empty(size, dtype=np.int64)
+    _row(0, given, grid, node, low, high, refined, previous, cross, ref_sq, ref_next, query_sq,
+         weights, ref_times, rows[0], cost)
     for i in range(1, knots):
-        span = grid[i, size - 1] - grid[i - 1, 0]
+        prev_grid, cur_grid = rows[(i - 1) % 2], rows[i % 2]
+        _row(i, given, grid, node, low, high, refined, previous, cross, ref_sq, ref_next, query_sq,
+             weights, ref_times, cur_grid, node_row)
+        span = cur_grid[size - 1] - prev_grid[0]
         if brute or hi[i - 1] < span + tol:
-            _step_scan(grid[i - 1], cost, grid[i], node[i], a[i - 1], shift[i - 1], lo[i - 1],
+            _step_scan(prev_grid, cost, cur_grid, node_row, a[i - 1], shift[i - 1], lo[i - 1],
                        hi[i - 1], tol, brute, new_cost, args[i])
         else:
-            _step_hull(grid[i - 1], cost, grid[i], node[i], a[i - 1], shift[i - 1], lo[i - 1],
+            _step_hull(prev_grid, cost, cur_grid, node_row, a[i - 1], shift[i - 1], lo[i - 1],
                        tol, new_cost, args[i], hull_m, hull_b, hull_k)
         cost, new_cost = new_cost, cost
     j = np.argmin(cost)
+    total = cost[j]
     path[knots - 1] = j
     for i in range(knots - 1, 0, -1):
         j = args[i, j]
         if j < 0:
             break
         path[i - 1] = j
-    return cost[path[knots - 1]]
+    for i in range(knots):
+        if given:
+            values[i] = grid[i, path[i]]
+        else:
+            # ``previous`` may be ``values`` itself: knot i reads its entry before writing it.
+            _grid_row(low[i], high[i], size, refined, previous[i], rows[0])
+            values[i] = rows[0, path[i]]
+    return total
 
 
 def _solve_grids_py(grid, node, a, shift, lo, hi, lengths, tol, brute, path, total):
@@ -148,11 +222,12 @@ def _solve_grids_py(grid, node, a, shift, lo, hi, lengths, tol, brute, path, tot
     for b in prange(batch):
         length = lengths[b]
         args = np.empty((length, size), dtype=np.int32)
-        buffers = np.empty((4, size))
-        hull_k = np.empty(size, dtype=np.int64)
-        total[b] = _shortest_path(grid[b, :length], node[b, :length], a[b], shift[b], lo[b], hi[b],
-                                  tol[b], brute, path[b], args, buffers[0], buffers[1], buffers[2],
-                                  buffers[3], hull_k)
+        values = np.empty(length)
+        empty1 = np.empty(0)
+        empty2 = np.empty((0, 0))
+        total[b] = _shortest_path(length, size, True, grid[b], node[b], empty1, empty1, False, empty1,
+                                  empty2, empty1, empty1, empty1, empty1, empty1, a[b], shift[b], lo[b],
+                                  hi[b], tol[b], brute, path[b], values, args)
         path[b, length:] = path[b, length - 1]
 
 
@@ -184,28 +259,6 @@ def solve_dp(grid, node, a, shift, lo, hi, lengths, tol, brute=False):
     return path, total
 
 
-@njit(cache=True, error_model="numpy")
-def _node_costs(grid, cross, ref_sq, ref_next, query_sq, weights, ref_times, out):
-    """w_i ||R(phi) - Q_i||^2 on one knot's sorted grid, from inner products only.
-
-    Inside reference segment [k, k+1] at fraction alpha (beta = 1 - alpha):
-    ||R(phi) - Q||^2 = ||Q||^2 + beta^2 ||R_k||^2 + alpha^2 ||R_k+1||^2
-                       + 2 alpha beta <R_k, R_k+1> - 2 beta <Q, R_k> - 2 alpha <Q, R_k+1>.
-    """
-    last_segment = ref_times.shape[0] - 2
-    k = 0
-    for j in range(grid.shape[0]):
-        x = grid[j]
-        while k < last_segment and ref_times[k + 1] <= x:
-            k += 1
-        alpha = (x - ref_times[k]) / (ref_times[k + 1] - ref_times[k])
-        alpha = min(max(alpha, 0.0), 1.0)
-        beta = 1.0 - alpha
-        distance = (query_sq + beta * beta * ref_sq[k] + alpha * alpha * ref_sq[k + 1]
-                    + 2.0 * alpha * beta * ref_next[k] - 2.0 * (beta * cross[k] + alpha * cross[k + 1]))
-        out[j] = weights * max(distance, 0.0)
-
-
 def _solve_gdtw_py(cross, ref_sq, ref_next, query_sq, weights, ref_times, ref_lengths, lengths,
                    lower, upper, a, shift, lo, hi, tol, size, refinements, factor, brute,
                    warp, history, lower_out, upper_out):
@@ -214,38 +267,26 @@ def _solve_gdtw_py(cross, ref_sq, ref_next, query_sq, weights, ref_times, ref_le
         count = ref_lengths[b]
         low = lower[b, :knots].copy()
         high = upper[b, :knots].copy()
-        grid = np.empty((knots, size))
-        node = np.empty((knots, size))
         path = np.zeros(knots, dtype=np.int64)
+        values = np.empty(knots)
         args = np.empty((knots, size), dtype=np.int32)
-        buffers = np.empty((4, size))
-        hull_k = np.empty(size, dtype=np.int64)
+        empty2 = np.empty((0, 0))
         for iteration in range(refinements + 1):
-            for i in range(knots):
-                step = (high[i] - low[i]) / (size - 1)
-                for j in range(size):
-                    grid[i, j] = low[i] + step * j
-                grid[i, size - 1] = high[i]
-                if iteration > 0:
-                    # Keep the previous optimum on the grid: the objective cannot rise.
-                    nearest = 0 if step <= 0.0 else int(round((warp[b, i] - low[i]) / step))
-                    grid[i, min(max(nearest, 0), size - 1)] = warp[b, i]
-                _node_costs(grid[i], cross[b, i, :count], ref_sq[b, :count], ref_next[b, :count],
-                            query_sq[b, i], weights[b, i], ref_times[b, :count], node[i])
             history[b, iteration] = _shortest_path(
-                grid, node, a[b], shift[b], lo[b], hi[b], tol[b], brute, path, args,
-                buffers[0], buffers[1], buffers[2], buffers[3], hull_k)
-            for i in range(knots):
-                warp[b, i] = grid[i, path[i]]
+                knots, size, False, empty2, empty2, low, high, iteration > 0, values,
+                cross[b, :knots, :count], ref_sq[b, :count], ref_next[b, :count], query_sq[b],
+                weights[b], ref_times[b, :count], a[b], shift[b], lo[b], hi[b], tol[b], brute, path,
+                values, args)
             if iteration == refinements:
                 break
             for i in range(knots):
                 # Shrink the range by `factor` around the optimum, shifted to stay inside.
                 half = 0.5 * factor * (high[i] - low[i])
-                new_low = min(max(low[i], warp[b, i] - half), high[i] - 2.0 * half)
-                high[i] = max(min(high[i], warp[b, i] + half), low[i] + 2.0 * half)
+                new_low = min(max(low[i], values[i] - half), high[i] - 2.0 * half)
+                high[i] = max(min(high[i], values[i] + half), low[i] + 2.0 * half)
                 low[i] = new_low
-        warp[b, knots:] = warp[b, knots - 1]
+        warp[b, :knots] = values
+        warp[b, knots:] = values[knots - 1]
         lower_out[b, :knots] = low
         upper_out[b, :knots] = high
         lower_out[b, knots:] = low[knots - 1]

@@ -368,11 +368,11 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         # The only work that grows with D: inner products, on the signals' device.
         ref = reference.values
         knot_values = problem.query_at_knots
-        inner = (  # contractions, no (B, N, D) temporaries
+        inner = (
             torch.bmm(knot_values, ref.transpose(1, 2)),  # <Q_i, R_k>, (B, m, N)
-            torch.einsum("bnd,bnd->bn", ref, ref),  # ||R_k||^2, (B, N)
-            torch.einsum("bnd,bnd->bn", ref[:, :-1], ref[:, 1:]),  # <R_k, R_k+1>, (B, N - 1)
-            torch.einsum("bmd,bmd->bm", knot_values, knot_values),  # ||Q_i||^2, (B, m)
+            torch.linalg.vector_norm(ref, dim=-1).square(),  # ||R_k||^2, (B, N)
+            (ref[:, :-1] * ref[:, 1:]).sum(-1),  # <R_k, R_k+1>, (B, N - 1)
+            torch.linalg.vector_norm(knot_values, dim=-1).square(),  # ||Q_i||^2, (B, m)
         )
         dt = problem.dt
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
