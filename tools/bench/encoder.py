@@ -152,7 +152,8 @@ def retrieval_row(size: int, nlist: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
+                        help="reference counts for the retrieval rows (none: skip them)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-encoder", action="store_true")
     args = parser.parse_args()
@@ -160,6 +161,8 @@ def main() -> None:
     if not args.skip_encoder:
         encoder_rows(args.repeats)
         print()
+    if not args.sizes:
+        return
     print(f"retrieval: {QUERIES} queries, top-{TOP_K}, D={DIM}, float32, IVF-PQ m=64 (64 B/vector), nprobe=16")
     print("| references | faiss exact (ms) | faiss IVF-PQ (ms) | IVF-PQ recall@10 | numpy brute force (ms) | "
           "exact speed-up | IVF-PQ speed-up | nlist | IVF-PQ train+add (s) |")
