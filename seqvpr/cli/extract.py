@@ -29,7 +29,8 @@ come from the file names: integer names are RobotCar-style microseconds (`<ts_us
 decimal names are seconds, anything else gets the frame index (--timestamps to force one).
 
 Encoder: --model loads a seqvpr checkpoint or a published NetVLAD checkpoint (pytorch-
-NetVlad, Patch-NetVLAD, gmberton/DecDTW, DecDTW Lightning, OpenIBL; detected from its keys).
+NetVlad, Patch-NetVLAD, gmberton/DecDTW, DecDTW Lightning, OpenIBL; detected from its keys)
+or the MATLAB NetVLAD release exported as a struct .mat.
 Without --model, --preset builds the architecture, loads the VGG16 backbone
 (--backbone-weights: imagenet = torchvision's file, downloaded once or given as a path;
 random for tests) and initialises the NetVLAD clusters by k-means on the input images;

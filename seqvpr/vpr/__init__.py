@@ -4,6 +4,7 @@
 - :mod:`seqvpr.vpr.netvlad`: the NetVLAD layer and its k-means initialisation.
 - :mod:`seqvpr.vpr.pca`: PCA-whitening fitted on training descriptors.
 - :mod:`seqvpr.vpr.checkpoints`: the seqvpr checkpoint format and published-checkpoint import.
+- :mod:`seqvpr.vpr.matlab`: import of the MATLAB NetVLAD release (struct ``.mat``).
 - :mod:`seqvpr.vpr.retrieval`: faiss nearest-neighbour search over reference descriptors.
 - :mod:`seqvpr.vpr.descriptor_file`: the ``.npz`` descriptors file ``seqvpr extract`` writes.
 

@@ -21,6 +21,9 @@ ImageNet input statistics; the VGG16 layers keep torchvision's ``features`` indi
 - ``openibl`` / ``openibl-pca``: ``state_dict`` → ``base_model.base.N.*``, ``net_vlad.*``
   and, when whitened, ``pca_layer.weight`` (P, K·D, 1, 1), ``pca_layer.bias`` (P,).
 
+The MATLAB release (a struct ``.mat``, flatten order d·K + k) is read by
+:mod:`seqvpr.vpr.matlab`; :func:`load_encoder` sends ``.mat`` files there.
+
 Old checkpoints pickle numpy scalars (a recall, a best score); those load through an
 explicit allow-list of numpy globals, never by unpickling arbitrary objects.
 """
@@ -156,7 +159,8 @@ def load_encoder(
     """Load a seqvpr checkpoint or import a published one (family detected from its keys).
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file; a ``.mat`` file is read as the MATLAB NetVLAD release
+            (:mod:`seqvpr.vpr.matlab`).
         image_width: input width to use for a published checkpoint (they do not record
             one; default 240). Ignored for seqvpr checkpoints unless given.
         image_height: likewise (default 180).
@@ -164,12 +168,16 @@ def load_encoder(
     Returns:
         The encoder in eval mode, on the CPU.
     """
-    checkpoint = safe_torch_load(path)
     size = {
         key: value
         for key, value in (("image_width", image_width), ("image_height", image_height))
         if value is not None
     }
+    if Path(path).suffix.lower() == ".mat":
+        from seqvpr.vpr.matlab import import_matlab_netvlad
+
+        return import_matlab_netvlad(path, **size)
+    checkpoint = safe_torch_load(path)
     if isinstance(checkpoint, Mapping) and checkpoint.get("format") == CHECKPOINT_FORMAT:
         if checkpoint.get("version") != CHECKPOINT_VERSION:
             raise ValueError(
