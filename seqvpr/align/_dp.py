@@ -122,6 +122,12 @@ def _step_scan(prev_grid, prev_cost, grid, node, a, shift, lo, hi, tol, brute, c
         arg_out[j] = best_k
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _inserted_index(low, step, size, previous):
+    nearest = 0 if step <= 0.0 else int(round((previous - low) / step))
+    return min(max(nearest, 0), size - 1)
+
+
 @njit(cache=True, error_model="numpy")
 def _grid_row(low, high, size, refined, previous, out):
     """M values from low to high; after the first pass the previous optimum replaces its
@@ -131,8 +137,16 @@ def _grid_row(low, high, size, refined, previous, out):
         out[j] = low + step * j
     out[size - 1] = high
     if refined:
-        nearest = 0 if step <= 0.0 else int(round((previous - low) / step))
-        out[min(max(nearest, 0), size - 1)] = previous
+        out[_inserted_index(low, step, size, previous)] = previous
+
+
+@njit(cache=True, error_model="numpy")
+def _grid_value(low, high, size, refined, previous, j):
+    """Entry j of the row :func:`_grid_row` builds, without building the row."""
+    step = (high - low) / (size - 1)
+    if refined and j == _inserted_index(low, step, size, previous):
+        return previous
+    return high if j == size - 1 else low + step * j
 
 
 @njit(cache=True, error_model="numpy")
@@ -208,12 +222,9 @@ def _shortest_path(knots, size, given, grid, node, low, high, refined, previous,
             break
         path[i - 1] = j
     for i in range(knots):
-        if given:
-            values[i] = grid[i, path[i]]
-        else:
-            # ``previous`` may be ``values`` itself: knot i reads its entry before writing it.
-            _grid_row(low[i], high[i], size, refined, previous[i], rows[0])
-            values[i] = rows[0, path[i]]
+        # ``previous`` may be ``values`` itself: knot i reads its entry before writing it.
+        values[i] = grid[i, path[i]] if given else _grid_value(low[i], high[i], size, refined,
+                                                                previous[i], path[i])
     return total
 
 
