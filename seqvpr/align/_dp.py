@@ -159,11 +159,13 @@ def _node_costs(grid, cross, ref_sq, ref_next, query_sq, weights, ref_times, out
     """
     last_segment = ref_times.shape[0] - 2
     k = 0
+    inverse = 1.0 / (ref_times[1] - ref_times[0])
     for j in range(grid.shape[0]):
         x = grid[j]
         while k < last_segment and ref_times[k + 1] <= x:
             k += 1
-        alpha = (x - ref_times[k]) / (ref_times[k + 1] - ref_times[k])
+            inverse = 1.0 / (ref_times[k + 1] - ref_times[k])
+        alpha = (x - ref_times[k]) * inverse
         alpha = min(max(alpha, 0.0), 1.0)
         beta = 1.0 - alpha
         distance = (query_sq + beta * beta * ref_sq[k] + alpha * alpha * ref_sq[k + 1]
