@@ -21,7 +21,7 @@ import torch
 from seqvpr.vpr.descriptor_file import DescriptorFile, read_descriptor_file, write_descriptor_file
 from seqvpr.vpr.encoder import NetVLADEncoder, images_to_tensor
 
-__all__ = ["encoder_fingerprint", "encode_images", "cached_descriptors"]
+__all__ = ["encoder_fingerprint", "encode_images", "cached_descriptors", "precomputed_descriptors"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -119,4 +119,29 @@ def cached_descriptors(
             ))
             LOGGER.info("%s: encoded %d images (%d cached)", traverse, len(missing), len(names) - len(missing))
         result[traverse] = {name: known[name] for name in names}
+    return result
+
+
+def precomputed_descriptors(folder: Path, wanted: dict[str, dict[str, float]]) -> dict[str, dict[str, np.ndarray]]:
+    """Descriptors of the wanted images from ``<folder>/<traverse>.npz`` files, no encoder.
+
+    The files are descriptors files (e.g. from ``seqvpr extract`` run on each traverse
+    folder) whose ``image_names`` are image paths relative to the traverse folder.
+
+    Raises:
+        FileNotFoundError: a traverse has no file.
+        ValueError: a file lacks wanted images (naming the file, how many and one of them).
+    """
+    result = {}
+    for traverse, times in sorted(wanted.items()):
+        path = folder / f"{traverse}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no descriptors file for traverse {traverse}")
+        data = read_descriptor_file(path)
+        known = dict(zip(data.image_names.tolist(), data.values.astype(np.float32)))
+        missing = sorted(name for name in times if name not in known)
+        if missing:
+            raise ValueError(f"{path}: lacks descriptors of {len(missing)} image(s) the pairs use, "
+                             f"e.g. {missing[0]!r}")
+        result[traverse] = {name: known[name] for name in sorted(times)}
     return result

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from seqvpr.align import GDTWConfig, Signal
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
-from seqvpr.descriptor_cache import cached_descriptors
+from seqvpr.descriptor_cache import cached_descriptors, precomputed_descriptors
 from seqvpr.io import atomic_path
 from seqvpr.vpr.encoder import NetVLADEncoder
 from seqvpr.vpr.localize import METHODS, LocalizerConfig, localize
@@ -123,7 +123,7 @@ def _signals(pairs: Sequence[SequencePair], descriptors: dict[str, dict[str, np.
 def evaluate(
     pair_files: Sequence[Path],
     traverse_root: Path,
-    models: dict[str, NetVLADEncoder],
+    models: dict[str, NetVLADEncoder | Path],
     cache_dir: Path,
     config: EvaluationConfig | None = None,
     progress: bool = True,
@@ -133,8 +133,9 @@ def evaluate(
     Args:
         pair_files: pairs CSVs written by ``seqvpr pairs``.
         traverse_root: folder of the prepared traverses the pairs refer to.
-        models: name -> encoder; the first is the base model.
-        cache_dir: descriptor cache; one sub-folder per model.
+        models: name -> encoder, or a folder of precomputed ``<traverse>.npz``
+            descriptors files; the first is the base model.
+        cache_dir: descriptor cache; one sub-folder per encoder.
         config: evaluation options.
         progress: show progress bars.
 
@@ -158,8 +159,11 @@ def evaluate(
     gdtw_config = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size)
     results = []
     for model_name, encoder in models.items():
-        descriptors = cached_descriptors(encoder, cache_dir / model_name, traverse_root, wanted,
-                                         config.batch_images, config.device, progress)
+        if isinstance(encoder, Path):
+            descriptors = precomputed_descriptors(encoder, wanted)
+        else:
+            descriptors = cached_descriptors(encoder, cache_dir / model_name, traverse_root, wanted,
+                                             config.batch_images, config.device, progress)
         for path, pairs in pairs_by_file.items():
             batches = range(0, len(pairs), config.batch_pairs)
             for start in tqdm(batches, desc=f"aligning {path.name} ({model_name})", disable=not progress,

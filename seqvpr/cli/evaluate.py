@@ -27,7 +27,9 @@ the reference. Writes to --out:
   evaluation.yaml, evaluate.log                   resolved options and the command line
 
 Models: --model NAME=CHECKPOINT (repeatable; the first is the base model). A checkpoint is
-a seqvpr checkpoint or a published NetVLAD checkpoint (see docs/encoder.md).
+a seqvpr checkpoint or a published NetVLAD checkpoint (see docs/encoder.md). Instead of a
+checkpoint, NAME=FOLDER uses precomputed descriptors: FOLDER/<traverse>.npz files from
+`seqvpr extract` (one per traverse folder), nothing is encoded.
 """
 
 
@@ -35,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pairs", type=Path, nargs="+", help="pairs CSV file(s)")
     parser.add_argument("--traverses", type=Path, required=True, help="folder of the prepared traverses")
     parser.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
-                        help="encoder checkpoint, repeatable; the first is the base model")
+                        help="encoder checkpoint or folder of descriptors files, repeatable; "
+                        "the first is the base model")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--methods", nargs="+", default=["dtw", "gdtw", "independent"],
                         choices=["dtw", "gdtw", "independent"], help="alignment methods (default all)")
@@ -55,9 +58,12 @@ def _models(specs: list[str]):
         name = name or ("base" if not models else Path(path).stem)
         if name in models:
             raise UserError(f"--model {spec}: the name {name!r} is used twice")
-        if not Path(path).is_file():
-            raise UserError(f"--model {spec}: no such checkpoint file {path}")
-        models[name] = load_encoder(path)
+        if Path(path).is_dir():
+            models[name] = Path(path)
+        elif Path(path).is_file():
+            models[name] = load_encoder(path)
+        else:
+            raise UserError(f"--model {spec}: no such checkpoint file or descriptors folder {path}")
     return models
 
 

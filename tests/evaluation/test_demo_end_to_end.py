@@ -62,7 +62,7 @@ def test_evaluate_names_missing_inputs(tmp_path, capsys):
     pairs.write_text("x\n")
     assert main(["evaluate", str(pairs), "--traverses", str(tmp_path), "--model", "base=missing.pt",
                  "--out", str(tmp_path / "out")]) == 2
-    assert "no such checkpoint file missing.pt" in capsys.readouterr().err
+    assert "no such checkpoint file or descriptors folder missing.pt" in capsys.readouterr().err
 
 
 def test_fine_tuned_models_get_their_own_rows(demo_run, tmp_path, capsys):
@@ -81,3 +81,27 @@ def test_fine_tuned_models_get_their_own_rows(demo_run, tmp_path, capsys):
     assert {"Base (G)", "Base (D)", "DecDTW (G)", "DecDTW (D)"} <= set(rows)
     # The same weights under two names give the same accuracies.
     assert rows["Base (G)"].split("|")[2:] == rows["DecDTW (G)"].split("|")[2:]
+
+
+def test_precomputed_descriptor_folder_gives_the_same_table(demo_run, tmp_path, capsys):
+    import shutil
+
+    cache = demo_run / "evaluation" / "descriptors" / "base"
+    folder = tmp_path / "precomputed"
+    shutil.copytree(cache, folder)
+    pairs = sorted((demo_run / "pairs").glob("test_*.csv"))
+    code = main(["evaluate", *map(str, pairs), "--traverses", str(demo_run / "prepared"),
+                 "--model", f"base={folder}", "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert code == 0
+    capsys.readouterr()
+
+    def gdtw_row(path):
+        return next(line for line in path.read_text().splitlines() if line.startswith("| Base (G) |"))
+
+    # (Other tests rewrite the demo's tables with fewer methods; the Base (G) row stays.)
+    assert gdtw_row(tmp_path / "eval" / "accuracy_max_error.md") == gdtw_row(
+        demo_run / "evaluation" / "accuracy_max_error.md")
+    (folder / next(iter(sorted(p.name for p in folder.glob("*.npz"))))).unlink()
+    assert main(["evaluate", *map(str, pairs), "--traverses", str(demo_run / "prepared"),
+                 "--model", f"base={folder}", "--out", str(tmp_path / "eval2"), "--no-progress"]) == 2
+    assert "no descriptors file for traverse" in capsys.readouterr().err
