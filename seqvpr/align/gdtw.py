@@ -346,6 +346,11 @@ def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDT
     )
 
 
+def _numpy(tensor: Tensor) -> np.ndarray:
+    """float64 numpy copy on the CPU (the compiled kernel's input)."""
+    return tensor.detach().to("cpu", torch.float64).numpy()
+
+
 def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> GDTWResult:
     """Aligns query signals to reference signals with GDTW.
 
@@ -378,16 +383,12 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
         shift = problem.expected_slope[:, None] * dt
         tol = 1e-9 * (1.0 + (reference.end - reference.start).double().abs())
-        arrays = [
-            x.detach().to("cpu", torch.float64).numpy()
-            for x in (*inner, problem.weights, reference.times, )
-        ] + [reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy()] + [
-            x.detach().cpu().numpy()
-            for x in (problem.lower, problem.upper, curvature, shift, problem.step_min,
-                      problem.step_max, tol)
-        ]
         warp, history, lower, upper = solve_gdtw(
-            *arrays, size, config.refinements, config.refine_factor, config.kernel == "brute"
+            *map(_numpy, inner), _numpy(problem.weights), _numpy(reference.times),
+            reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy(),
+            *map(_numpy, (problem.lower, problem.upper, curvature, shift, problem.step_min,
+                          problem.step_max, tol)),
+            size, config.refinements, config.refine_factor, config.kernel == "brute",
         )
     device = query.device
     cost_history = torch.from_numpy(history).to(device)
