@@ -24,7 +24,7 @@ import numpy as np
 
 from seqvpr.data.geo import UtmZone, interpolate_poses, wrap_angle
 from seqvpr.data.tables import read_table
-from seqvpr.data.traverse import Traverse, check_times
+from seqvpr.data.traverse import Traverse, check_times, single_zone
 
 __all__ = [
     "PoseTrack",
@@ -132,17 +132,7 @@ def _read_track(path: Path, yaw_offset_rad: float, status_column: str | None) ->
         raise ValueError(f"{path}: need at least two pose rows, got {len(table)}")
     timestamps = table.integers("timestamp")
     check_times(timestamps, path, table.line_numbers, "timestamp")
-    zones = table.strings("utm_zone")
-    try:
-        zone = UtmZone.parse(zones[0])
-    except ValueError as error:
-        raise ValueError(f"{path}, line {table.line_numbers[0]}: {error}") from None
-    for i, cell in enumerate(zones):
-        if cell != zones[0]:
-            raise ValueError(
-                f"{path}, line {table.line_numbers[i]}: utm_zone {cell!r} differs from "
-                f"{zones[0]!r}; traverses crossing UTM zones are not supported"
-            )
+    zone = single_zone(table.strings("utm_zone"), path, table.line_numbers)
     positions = np.stack([table.floats("easting"), table.floats("northing")], axis=-1)
     yaw_ned = table.floats("yaw") - yaw_offset_rad
     headings = wrap_angle(0.5 * np.pi - yaw_ned)

@@ -107,6 +107,21 @@ class Traverse:
         )
 
 
+def single_zone(cells: list[str], path: Path, line_numbers: list[int]) -> UtmZone:
+    """The one UTM zone of a ``utm_zone`` column; ``ValueError`` naming the line otherwise."""
+    try:
+        zone = UtmZone.parse(cells[0])
+    except ValueError as error:
+        raise ValueError(f"{path}, line {line_numbers[0]}: {error}") from None
+    for i, cell in enumerate(cells):
+        if cell != cells[0]:
+            raise ValueError(
+                f"{path}, line {line_numbers[i]}: utm_zone {cell!r} differs from the first row's "
+                f"{cells[0]!r}; a traverse must use one UTM zone (crossing zones is not supported)"
+            )
+    return zone
+
+
 def check_times(times_s: np.ndarray, path: Path, line_numbers: list[int], column: str) -> None:
     """Raise ``ValueError`` naming the line of the first non-increasing time."""
     bad = np.flatnonzero(np.diff(times_s) <= 0)
@@ -142,17 +157,7 @@ def read_traverse(directory: str | os.PathLike, check_images: bool = True) -> Tr
     if table.has("easting_m") or table.has("northing_m") or table.has("utm_zone"):
         table.require("easting_m", "northing_m", "utm_zone")
         positions = np.stack([table.floats("easting_m"), table.floats("northing_m")], axis=-1)
-        zone_cells = table.strings("utm_zone")
-        try:
-            zone = UtmZone.parse(zone_cells[0])
-        except ValueError as error:
-            raise ValueError(f"{path}, line {table.line_numbers[0]}: {error}") from None
-        for i, cell in enumerate(zone_cells):
-            if cell != zone_cells[0]:
-                raise ValueError(
-                    f"{path}, line {table.line_numbers[i]}: utm_zone {cell!r} differs from the "
-                    f"first row's {zone_cells[0]!r}; a traverse must use one UTM zone"
-                )
+        zone = single_zone(table.strings("utm_zone"), path, table.line_numbers)
     elif table.has("latitude_deg") or table.has("longitude_deg"):
         table.require("latitude_deg", "longitude_deg")
         latitude, longitude = table.floats("latitude_deg"), table.floats("longitude_deg")
