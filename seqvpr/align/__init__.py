@@ -14,7 +14,15 @@ Depends on torch, numpy and numba only; knows nothing of images, audio or ROS.
 
 from seqvpr.align.decdtw import DecDTW, DecDTWFunction, decdtw
 from seqvpr.align.dtw import DTWResult, dtw, pairwise_sq_distances
-from seqvpr.align.gdtw import GDTWConfig, GDTWProblem, GDTWResult, gdtw, gdtw_objective, resolve_problem
+from seqvpr.align.gdtw import (
+    GDTWConfig,
+    GDTWProblem,
+    GDTWResult,
+    InnerProducts,
+    gdtw,
+    gdtw_objective,
+    resolve_problem,
+)
 from seqvpr.align.losses import (
     along_gt_loss,
     dilate_loss,
@@ -33,6 +41,7 @@ __all__ = [
     "GDTWConfig",
     "GDTWProblem",
     "GDTWResult",
+    "InnerProducts",
     "Signal",
     "along_gt_loss",
     "decdtw",

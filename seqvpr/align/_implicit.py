@@ -42,9 +42,10 @@ reference segment [k, k+1] of length h, R(phi) = R_k + alpha (R_{k+1} - R_k) and
     H_ii        = 2 w_i ||delta_i||^2 / h^2 + 2 lambda (1 / dt_{i-1} + 1 / dt_i),
     H_i,i+1     = -2 lambda / dt_i,
 
-so H is tridiagonal, and so is Z^T H Z (groups are contiguous). It is solved by parallel
-cyclic reduction: log2(m) steps of batched elementwise work, stable because Z^T H Z is
-diagonally dominant (a graph Laplacian plus a non-negative diagonal). With s_i = 2 a_i w_i / h,
+so H is tridiagonal, and so is Z^T H Z (groups are contiguous). It is solved on the tensors'
+device without pivoting, stable because Z^T H Z is diagonally dominant (a graph Laplacian plus
+a non-negative diagonal): by the Thomas algorithm (numba) for CPU tensors, by parallel cyclic
+reduction (log2(m) steps of batched elementwise work) elsewhere. With s_i = 2 a_i w_i / h,
 the objective term differentiates in closed form:
 
     d/dQ_i      <a, grad f> = -s_i delta_i
@@ -52,12 +53,14 @@ the objective term differentiates in closed form:
     d/dR_{k+1}  <a, grad f> = s_i (2 alpha R_{k+1} + (1 - 2 alpha) R_k - Q_i)
     d/dlambda   <a, grad f> = 2 sum_i u_i (a_{i+1} - a_i),
 
-so the values' gradients are per-knot combinations of two gathered vectors, delta_i and
-R_k - Q_i (gathered once in the forward pass), placed on the segment endpoints: one batched
-product of a small (N x 2m) coefficient matrix with the (2m x D) gathered vectors, and a
-scaling of delta_i for the query (an (n x 2m) product when custom knots interpolate the
-query), are the only work of the backward pass that grows with D; no B x m x M x D tensor
-exists. For the constraint term, with P_j the running sum of r inside a
+so the values' gradients are per-knot combinations of R_k, R_k+1 and Q_i: a symmetric
+tridiagonal map of the reference values plus a sparse map of the query's, formed in one pass
+over the output rows (:mod:`seqvpr.align._value_grads`). That pass, which reads each feature
+row about once and writes each gradient row once, is the only work of the backward pass that
+grows with D; no B x m x M x D tensor exists, and neither does any D-sized temporary. The
+forward pass needs no feature vector beyond the solver's own inner products
+(:class:`seqvpr.align.gdtw.InnerProducts`): ||delta_i||^2 and <R_k - Q_i, delta_i> are sums
+of them. For the constraint term, with P_j the running sum of r inside a
 group and T_g its total, interval i of a group anchored at knot s gets dJ/dd_i = T_g - P_i if
 i >= s, else -P_i, and the anchor gets dJ/db_s = T_g; then d_i = s_i e dt_i and the band
 bounds c_j -+ beta T_ref give the slope and band gradients.
@@ -81,14 +84,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
-from seqvpr.align.gdtw import GDTWProblem
+from seqvpr.align._value_grads import value_gradients
+from seqvpr.align.gdtw import GDTWProblem, InnerProducts
 from seqvpr.align.signal import Signal
 
 __all__ = ["ActiveSet", "LocalModel", "WarpGradients", "detect_active_set", "local_model", "polish",
-           "solve_tridiagonal", "warp_vjp"]
+           "solve_tridiagonal", "solve_tridiagonal_pcr", "warp_vjp"]
 
 # Why a knot is held; only the band kinds depend on a differentiable input.
 FREE, BAND_LOWER, BAND_UPPER, BOX, PIN, KINK, PADDING = range(7)
@@ -124,11 +130,9 @@ class LocalModel:
         active: the active set.
         left: reference time tau_k at the start of each knot's segment, shape (B, m).
         length: the segment's length h, shape (B, m).
-        pair: per knot (flattened over the batch), the offset R_k - Q_i and the segment
-            direction delta = R_{k+1} - R_k, shape (B m, 2, D); the residual is
-            e_i = offset + alpha delta.
-        delta_sq: ||delta||^2, shape (B, m).
-        offset_dot: <offset, delta>, shape (B, m); with alpha the position in the segment,
+        delta_sq: ||delta_i||^2 with delta_i = R_{k+1} - R_k, shape (B, m).
+        offset_dot: <R_k - Q_i, delta_i>, shape (B, m); the residual is
+            e_i = R_k - Q_i + alpha delta_i, so with alpha the position in the segment,
             df_data/dphi_i = 2 w_i (offset_dot + alpha delta_sq) / h.
         diag: Hessian diagonal, shape (B, m). coupling: -H_{i,i+1}, shape (B, m - 1).
         group: group index of each knot, shape (B, m).
@@ -141,7 +145,6 @@ class LocalModel:
     active: ActiveSet
     left: Tensor
     length: Tensor
-    pair: Tensor
     delta_sq: Tensor
     offset_dot: Tensor
     diag: Tensor
@@ -253,7 +256,44 @@ def detect_active_set(
 
 
 def solve_tridiagonal(lower: Tensor, diag: Tensor, upper: Tensor, rhs: Tensor) -> Tensor:
-    """Solves batched tridiagonal systems by parallel cyclic reduction.
+    """Solves batched tridiagonal systems: the Thomas algorithm in numba for float64 CPU
+    tensors, parallel cyclic reduction (:func:`solve_tridiagonal_pcr`) on other devices.
+
+    Row i reads ``lower[:, i] x[i - 1] + diag[:, i] x[i] + upper[:, i] x[i + 1] = rhs[:, i]``;
+    ``lower[:, 0]`` and ``upper[:, -1]`` are ignored. Both are stable without pivoting for
+    the diagonally dominant systems of this module.
+
+    Args:
+        lower, diag, upper, rhs: shape (B, n).
+
+    Returns:
+        x, shape (B, n).
+    """
+    if diag.device.type == "cpu" and all(x.dtype == torch.float64 for x in (lower, diag, upper, rhs)):
+        out = torch.empty_like(rhs, memory_format=torch.contiguous_format)
+        _thomas(*(x.contiguous().numpy() for x in (lower, diag, upper, rhs)), out.numpy())
+        return out
+    return solve_tridiagonal_pcr(lower, diag, upper, rhs)
+
+
+@njit(cache=True, error_model="numpy")
+def _thomas(lower, diag, upper, rhs, out):
+    batch, size = diag.shape
+    scratch = np.empty(size)
+    for b in range(batch):
+        pivot = diag[b, 0]
+        scratch[0] = upper[b, 0] / pivot if size > 1 else 0.0
+        out[b, 0] = rhs[b, 0] / pivot
+        for i in range(1, size):
+            pivot = diag[b, i] - lower[b, i] * scratch[i - 1]
+            scratch[i] = upper[b, i] / pivot if i < size - 1 else 0.0
+            out[b, i] = (rhs[b, i] - lower[b, i] * out[b, i - 1]) / pivot
+        for i in range(size - 2, -1, -1):
+            out[b, i] -= scratch[i] * out[b, i + 1]
+
+
+def solve_tridiagonal_pcr(lower: Tensor, diag: Tensor, upper: Tensor, rhs: Tensor) -> Tensor:
+    """Solves batched tridiagonal systems by parallel cyclic reduction (any device).
 
     Row i reads ``lower[:, i] x[i - 1] + diag[:, i] x[i] + upper[:, i] x[i + 1] = rhs[:, i]``;
     ``lower[:, 0]`` and ``upper[:, -1]`` are ignored. Stable for diagonally dominant
@@ -293,15 +333,15 @@ def _group_sum(values: Tensor, group: Tensor, size: int) -> Tensor:
     return out.scatter_add_(1, group, values)
 
 
-def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> LocalModel:
-    """Builds the quadratic model of f on the active face (the D-dependent part: gathers
-    of the 2m segment endpoints and two inner products per knot; the gathered vectors are
-    kept for the backward pass).
+def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet, products: InnerProducts) -> LocalModel:
+    """Builds the quadratic model of f on the active face, from the solver's inner products
+    (no feature vector is read).
 
     Args:
-        reference: reference signals, values (B, N, D).
+        reference: reference signals (times are read).
         problem: the resolved problem.
         active: the active set, from :func:`detect_active_set`.
+        products: the inner products the solver built its node costs from.
     """
     f64 = torch.float64
     batch, size = active.kind.shape
@@ -310,16 +350,13 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     times = reference.times.to(f64)
     left = times.gather(1, segment)
     length = times.gather(1, segment + 1) - left
-    # Both endpoints of each knot's segment in one gather.
-    dim = reference.dim
-    rows = reference.values.detach().reshape(-1, dim)
-    flat = (segment + torch.arange(batch, device=device)[:, None] * reference.max_length).flatten()
-    pair = rows.index_select(0, torch.stack([flat, flat + 1], 1).flatten()).reshape(-1, 2, dim)  # R_k, R_k+1
-    pair[:, 1].sub_(pair[:, 0])  # delta
-    pair[:, 0].sub_(problem.query_at_knots.detach().reshape(-1, dim).to(pair.dtype))  # R_k - Q_i
-    gram = torch.bmm(pair, pair.transpose(1, 2)).to(f64)
-    delta_sq = gram[:, 1, 1].reshape(batch, size)
-    offset_dot = gram[:, 0, 1].reshape(batch, size)
+    step_sq = products.step_sq.gather(1, segment)
+    delta_sq = step_sq.clamp(min=0.0)
+    # <R_k - Q_i, R_k+1 - R_k> = <R_k, R_k+1> - ||R_k||^2 - <Q_i, R_k+1> + <Q_i, R_k>.
+    ref_sq = products.ref_sq
+    to_next = 0.5 * (ref_sq.gather(1, segment + 1) - ref_sq.gather(1, segment) - step_sq)
+    cross = products.cross
+    offset_dot = to_next - (cross.gather(2, (segment + 1)[..., None]) - cross.gather(2, segment[..., None]))[..., 0]
 
     dt = problem.dt
     coupling = torch.where(dt > 0, 2.0 * problem.lam[:, None] / torch.where(dt > 0, dt, 1.0), 0.0)
@@ -343,7 +380,7 @@ def local_model(reference: Signal, problem: GDTWProblem, active: ActiveSet) -> L
     scale = diag.abs().amax(1, keepdim=True) + torch.finfo(f64).tiny
     flat_group = ~has_fixed & (group_diag <= 1e-12 * scale)
     return LocalModel(
-        active=active, left=left, length=length, pair=pair, delta_sq=delta_sq, offset_dot=offset_dot,
+        active=active, left=left, length=length, delta_sq=delta_sq, offset_dot=offset_dot,
         diag=diag, coupling=coupling, group=group, group_diag=group_diag, held=has_fixed | flat_group,
         anchor=anchor, has_fixed=has_fixed,
     )
@@ -442,7 +479,7 @@ def warp_vjp(
 
     Args:
         grad_warp: dJ/dphi, shape (B, m).
-        reference: reference signals (times and lengths are read).
+        reference: reference signals (values, times and lengths are read).
         query: query signals (times and lengths are read).
         problem: the resolved problem.
         model: the local model at ``warp``.
@@ -464,37 +501,28 @@ def warp_vjp(
     grads: dict[str, Tensor] = {}
 
     if need_ref or need_query:
-        # Per knot i, with the gathered pair (offset_i = R_k - Q_i, delta_i):
-        #   -d/dR_k   <a, grad f> = s (offset_i - (1 - 2 alpha) delta_i)
-        #   -d/dR_k+1 <a, grad f> = -s (offset_i + 2 alpha delta_i)
-        #   -d/dQ_i   <a, grad f> = s delta_i   (spread onto the query samples Q_i interpolates)
-        # Each gradient is a small coefficient matrix times the (B, 2m, D) stacked pairs.
-        pair = model.pair.reshape(batch, 2 * size, -1)
         alpha = (warp - model.left) / model.length
         scaled = 2.0 * adjoint * problem.weights / model.length  # s_i
-        offset_col = 2 * torch.arange(size, device=device).expand(batch, size)
-        delta_col = offset_col + 1
+        knot_values = problem.query_at_knots.detach()
+        grad_reference, grad_knots = value_gradients(
+            reference.values.detach(), knot_values.to(reference.values.dtype), model.active.segment,
+            scaled, alpha, need_ref, need_query,
+        )
         if need_ref:
-            ref_size = reference.max_length
-            k0 = model.active.segment * (2 * size)
-            k1 = k0 + 2 * size
-            index = torch.cat([k0 + offset_col, k0 + delta_col, k1 + offset_col, k1 + delta_col], 1)
-            coefficient = torch.cat([scaled, -scaled * (1.0 - 2.0 * alpha), -scaled, -2.0 * alpha * scaled], 1)
-            matrix = torch.zeros(batch, ref_size * 2 * size, dtype=f64, device=device)
-            matrix = matrix.scatter_add_(1, index, coefficient).reshape(batch, ref_size, 2 * size)
-            grads["reference_values"] = torch.bmm(matrix.to(pair.dtype), pair)
+            grads["reference_values"] = grad_reference
         if need_query and knots_are_samples:
-            grad_knots = torch.mul(model.pair[:, 1], scaled.to(pair.dtype).reshape(-1, 1))
-            grads["query_values"] = grad_knots.reshape(batch, size, -1)
+            grads["query_values"] = grad_knots
         elif need_query:
+            # Q(t_i) interpolates the query samples on either side of t_i.
             query_size = query.max_length
             q_index, q_fraction = query.segments(problem.knots)
-            q_fraction = q_fraction.to(f64)
-            index = torch.cat([q_index * (2 * size) + delta_col, (q_index + 1) * (2 * size) + delta_col], 1)
-            coefficient = torch.cat([(1.0 - q_fraction) * scaled, q_fraction * scaled], 1)
-            matrix = torch.zeros(batch, query_size * 2 * size, dtype=f64, device=device)
-            matrix = matrix.scatter_add_(1, index, coefficient).reshape(batch, query_size, 2 * size)
-            grads["query_values"] = torch.bmm(matrix.to(pair.dtype), pair)
+            q_fraction = q_fraction.to(grad_knots.dtype)[..., None]
+            flat = (q_index + torch.arange(batch, device=device)[:, None] * query_size).flatten()
+            dim = grad_knots.shape[-1]
+            grad_query = torch.zeros(batch * query_size, dim, dtype=grad_knots.dtype, device=device)
+            grad_query.index_add_(0, flat, (grad_knots * (1.0 - q_fraction)).reshape(-1, dim))
+            grad_query.index_add_(0, flat + 1, (grad_knots * q_fraction).reshape(-1, dim))
+            grads["query_values"] = grad_query.reshape(batch, query_size, dim)
     if need_lam:
         grads["lam"] = -2.0 * (_slope_excess(problem, warp) * adjoint.diff(dim=1)).sum(1)
 

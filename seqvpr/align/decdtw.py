@@ -85,7 +85,7 @@ class DecDTWFunction(torch.autograd.Function):
         tolerance = result.grid_spacing + rounding[:, None]
         band64 = None if band is None else band.to(torch.float64).expand(reference.batch_size)
         active = detect_active_set(reference, problem, warp, tolerance, band64)
-        model = local_model(reference, problem, active)
+        model = local_model(reference, problem, active, result.inner_products)
         if polish:
             warp = polish_warp(model, problem, warp)
         if needs_grad:

@@ -40,7 +40,7 @@ from torch import Tensor
 from seqvpr.align._dp import solve_gdtw
 from seqvpr.align.signal import Signal
 
-__all__ = ["GDTWConfig", "GDTWProblem", "GDTWResult", "gdtw", "gdtw_objective", "resolve_problem"]
+__all__ = ["GDTWConfig", "GDTWProblem", "GDTWResult", "InnerProducts", "gdtw", "gdtw_objective", "resolve_problem"]
 
 Scalar = float | int | Tensor
 
@@ -133,6 +133,34 @@ class GDTWProblem:
 
 
 @dataclass(frozen=True)
+class InnerProducts:
+    """The inner products the node costs are built from, float64 on the signals' device.
+
+    Everything the objective needs from the D-dimensional values: with them DecDTW's local
+    model and polish read no feature vector again (``||R(phi) - Q_i||^2`` inside segment
+    [k, k+1] at fraction alpha is ``||R_k - Q_i||^2 + 2 alpha <R_k - Q_i, delta_k> +
+    alpha^2 ||delta_k||^2`` with ``delta_k = R_k+1 - R_k``).
+
+    Attributes:
+        cross: <Q_i, R_k>, shape (B, m, N), Q_i the query at knot i.
+        ref_sq: ||R_k||^2, shape (B, N).
+        step_sq: ||R_k+1 - R_k||^2, shape (B, N - 1), formed from the difference so that it
+            keeps its precision when consecutive samples are nearly equal.
+        query_sq: ||Q_i||^2, shape (B, m).
+    """
+
+    cross: Tensor
+    ref_sq: Tensor
+    step_sq: Tensor
+    query_sq: Tensor
+
+    @property
+    def ref_next(self) -> Tensor:
+        """<R_k, R_k+1>, shape (B, N - 1)."""
+        return 0.5 * (self.ref_sq[:, :-1] + self.ref_sq[:, 1:] - self.step_sq)
+
+
+@dataclass(frozen=True)
 class GDTWResult:
     """Solution of a batch of GDTW problems.
 
@@ -147,6 +175,7 @@ class GDTWResult:
         grid_spacing: spacing of the final grid at each knot, shape (B, m); the warp is
             optimal to about this resolution.
         problem: the resolved problem (bounds, weights, slope limits) the solver used.
+        inner_products: the :class:`InnerProducts` behind the node costs.
     """
 
     knots: Tensor
@@ -156,6 +185,7 @@ class GDTWResult:
     cost_history: Tensor
     grid_spacing: Tensor
     problem: GDTWProblem = field(repr=False)
+    inner_products: InnerProducts = field(repr=False)
 
 
 def _per_item(name: str, value: Scalar, batch: int, device: torch.device) -> Tensor:
@@ -373,18 +403,19 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         # The only work that grows with D: inner products, on the signals' device.
         ref = reference.values
         knot_values = problem.query_at_knots
-        inner = (
-            torch.bmm(knot_values, ref.transpose(1, 2)),  # <Q_i, R_k>, (B, m, N)
-            torch.linalg.vector_norm(ref, dim=-1).square(),  # ||R_k||^2, (B, N)
-            (ref[:, :-1] * ref[:, 1:]).sum(-1),  # <R_k, R_k+1>, (B, N - 1)
-            torch.linalg.vector_norm(knot_values, dim=-1).square(),  # ||Q_i||^2, (B, m)
+        products = InnerProducts(
+            cross=torch.bmm(knot_values, ref.transpose(1, 2)).double(),
+            ref_sq=torch.linalg.vector_norm(ref, dim=-1).double().square(),
+            step_sq=torch.linalg.vector_norm(ref.diff(dim=1), dim=-1).double().square(),
+            query_sq=torch.linalg.vector_norm(knot_values, dim=-1).double().square(),
         )
         dt = problem.dt
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
         shift = problem.expected_slope[:, None] * dt
         tol = 1e-9 * (1.0 + (reference.end - reference.start).double().abs())
         warp, history, lower, upper = solve_gdtw(
-            *map(_numpy, inner), _numpy(problem.weights), _numpy(reference.times),
+            *map(_numpy, (products.cross, products.ref_sq, products.ref_next, products.query_sq)),
+            _numpy(problem.weights), _numpy(reference.times),
             reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy(),
             *map(_numpy, (problem.lower, problem.upper, curvature, shift, problem.step_min,
                           problem.step_max, tol)),
@@ -400,6 +431,7 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         cost_history=cost_history,
         grid_spacing=torch.from_numpy((upper - lower) / (size - 1)).to(device),
         problem=problem,
+        inner_products=products,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqvpr.align import DecDTW, GDTWConfig, Signal, decdtw, gdtw, gdtw_objective
-from seqvpr.align._implicit import solve_tridiagonal
+from seqvpr.align._implicit import solve_tridiagonal, solve_tridiagonal_pcr
 from tests.conftest import requires_cuda
 
 F64 = torch.float64
@@ -238,7 +238,8 @@ def test_non_signal_input_raises():
 
 
 # ------------------------------------------------------------------------- tridiagonal solve
-def test_tridiagonal_solve_matches_dense():
+@pytest.mark.parametrize("solve", [solve_tridiagonal, solve_tridiagonal_pcr])
+def test_tridiagonal_solve_matches_dense(solve):
     gen = torch.Generator().manual_seed(1)
     for size in (1, 2, 5, 16, 37):
         lower = torch.randn(4, size, dtype=F64, generator=gen)
@@ -247,7 +248,7 @@ def test_tridiagonal_solve_matches_dense():
         rhs = torch.randn(4, size, dtype=F64, generator=gen)
         dense = torch.diag_embed(diag) + torch.diag_embed(lower[:, 1:], -1) + torch.diag_embed(upper[:, :-1], 1)
         expected = torch.linalg.solve(dense, rhs[..., None])[..., 0]
-        torch.testing.assert_close(solve_tridiagonal(lower, diag, upper, rhs), expected)
+        torch.testing.assert_close(solve(lower, diag, upper, rhs), expected)
 
 
 @requires_cuda

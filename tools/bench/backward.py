@@ -13,6 +13,11 @@ Configs: VPR (10-frame queries into 25-frame references, batch 8, NetVLAD D = 32
 float32, M = 50, subsequence) and audio (256 score frames into 282 performance frames,
 one pair, D = 128, M = 512, subsequence).
 
+A second table times the only part of the backward pass that grows with D, the values'
+gradients, three ways on the VPR config at a real solution: seqvpr's one-pass numba kernel
+(the CPU path), its torch path (other devices), and the baseline it replaced: gather both
+endpoints of every knot's segment and multiply by the dense (N x 2m) coefficient matrix.
+
     python tools/bench/backward.py [--rounds 15] [--device cpu|cuda] [--threads T]
 """
 
@@ -26,6 +31,7 @@ from dataclasses import replace
 import torch
 
 from seqvpr.align import GDTWConfig, Signal, decdtw, gdtw
+from seqvpr.align._value_grads import reference_coefficients, value_gradients_cpu, value_gradients_torch
 
 
 def _pair(batch: int, ref_length: int, query_length: int, dim: int, period_s: float, seed: int, device: str):
@@ -94,6 +100,63 @@ def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync) -> dict[str
     return medians
 
 
+def _dense_product(reference, knot_values, segment, scaled, alpha):
+    """The baseline: gathered (R_k - Q_i, R_k+1 - R_k) pairs times a dense coefficient matrix."""
+    batch, ref_size, dim = reference.shape
+    size = segment.shape[1]
+    flat = (segment + torch.arange(batch)[:, None] * ref_size).flatten()
+    rows = reference.reshape(-1, dim)
+    pair = rows.index_select(0, torch.stack([flat, flat + 1], 1).flatten()).reshape(-1, 2, dim)
+    pair[:, 1].sub_(pair[:, 0])
+    pair[:, 0].sub_(knot_values.reshape(-1, dim))
+    offset_col = 2 * torch.arange(size).expand(batch, size)
+    k0 = segment * (2 * size)
+    k1 = k0 + 2 * size
+    index = torch.cat([k0 + offset_col, k0 + offset_col + 1, k1 + offset_col, k1 + offset_col + 1], 1)
+    coefficient = torch.cat([scaled, -scaled * (1.0 - 2.0 * alpha), -scaled, -2.0 * alpha * scaled], 1)
+    matrix = torch.zeros(batch, ref_size * 2 * size, dtype=torch.float64).scatter_add_(1, index, coefficient)
+    matrix = matrix.reshape(batch, ref_size, 2 * size).to(reference.dtype)
+    grad_reference = torch.bmm(matrix, pair.reshape(batch, 2 * size, dim))
+    grad_knots = (pair[:, 1] * scaled.to(reference.dtype).reshape(-1, 1)).reshape(batch, size, dim)
+    return grad_reference, grad_knots
+
+
+def bench_values(tensors, config: GDTWConfig, rounds: int) -> None:
+    ref_times, ref_values, query_times, query_values = tensors
+    reference, query = Signal(ref_times, ref_values), Signal(query_times, query_values)
+    segment, fraction = reference.segments(gdtw(reference, query, config).warp)
+    gen = torch.Generator().manual_seed(2)
+    scaled = torch.randn(segment.shape, dtype=torch.float64, generator=gen)
+    alpha = fraction.double()
+    args = (ref_values, query_values, segment, scaled, alpha)
+    variants = {
+        "seqvpr numba pass": lambda: value_gradients_cpu(*args, True, True),
+        "seqvpr torch path": lambda: value_gradients_torch(*args, True, True),
+        "dense product (baseline)": lambda: _dense_product(*args),
+    }
+    expected = _dense_product(*args)
+    for name, function in variants.items():  # warm up, and check they agree
+        for got, want in zip(function(), expected):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    samples = {key: [] for key in variants}
+    for _ in range(rounds):
+        for key, function in variants.items():
+            # Torch's OpenMP workers spin for milliseconds after a parallel op and would slow
+            # whichever variant runs next (numba runs its own threads): start each idle.
+            time.sleep(0.02)
+            function()
+            samples[key].append(_time(function, lambda: None)[0])
+    base = statistics.median(samples["dense product (baseline)"])
+    touched = len(torch.unique(torch.cat([segment, segment + 1], 1)[0]))
+    print(f"\nvalues' gradients, VPR config ({touched} of {ref_values.shape[1]} reference rows touched in item 0), "
+          f"wall-clock median of {rounds}")
+    print("| variant | ms | speed-up vs dense product |")
+    print("|---|---|---|")
+    for key, values in samples.items():
+        median = statistics.median(values)
+        print(f"| {key} | {median * 1e3:.2f} | {base / median:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -112,6 +175,8 @@ def main() -> None:
     audio = _pair(1, 282, 256, 128, 1024 / 22050, 1, args.device)
     bench("audio 256 into 282, B=1, D=128, M=512", audio, GDTWConfig(subsequence=True, lam=0.1, grid_size=512),
           max(3, args.rounds // 3), sync)
+    if args.device == "cpu":
+        bench_values(vpr, GDTWConfig(subsequence=True, lam=0.1, grid_size=50), args.rounds)
 
 
 if __name__ == "__main__":
