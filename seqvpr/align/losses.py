@@ -7,17 +7,18 @@ softmin_gamma(x) = -gamma log sum_k exp(-x_k / gamma) replaces the minimum of DT
     R[i, j] = C[i, j] + softmin_gamma(R[i-1, j-1], R[i-1, j], R[i, j-1]),   R[-1, -1] = 0,
 
 and the discrepancy is R[n-1, N-1]; it tends to the DTW cost as gamma -> 0. Subsequence
-(OTAM, Cao et al. 2020): the query rows i may start and end anywhere along the reference
-columns j. A virtual zero row above the first row is entered from above (R[0, j] = C[0, j] +
-softmin(0, R[0, j-1])) and the value is softmin_j R[n-1, j] - the soft analogue of
-subsequence DTW, which it tends to as gamma -> 0.
+(OTAM, Cao et al. 2020, as the DecDTW authors use it): the cost matrix is padded with a zero
+row before the first query row and after the last one, and the same recursion runs on the
+padded matrix. The path runs along a zero row for free, so it may enter and leave the
+reference anywhere; as gamma -> 0 the value tends to the subsequence DTW cost.
 
 The recursion runs over anti-diagonals (i + j = d), each a batched vector operation, and
 is differentiated by autograd (also twice, which DILATE needs).
 
-DILATE (Le Guen & Thome 2019): alpha * softDTW(C) + (1 - alpha) * <A, Omega>, where
+DILATE (Le Guen & Thome 2019): alpha * softDTW(C) + (1 - alpha) * <A, Omega> / (n N), where
 A = dsoftDTW/dC is the soft alignment (expected path) matrix and Omega a penalty matrix
-that scores each (query, reference) pair against the ground truth.
+that scores each (query, reference) pair against the ground truth; the temporal term is
+normalised by the matrix size, as in the DILATE authors' and the DecDTW authors' code.
 
 Along-GT: the GDTW objective f evaluated at the ground-truth warp - the feature cost along
 the true alignment, which a feature extractor can lower without improving the alignment.
@@ -79,7 +80,8 @@ def soft_dtw(
         cost: local costs C[b, i, j] between query sample i and reference sample j,
             shape (B, n, N).
         gamma: smoothing gamma > 0.
-        subsequence: free start and end along the reference (OTAM).
+        subsequence: free start and end along the reference: the OTAM discrepancy, Soft-DTW
+            of the cost padded with a zero row before and after the query's rows.
         query_lengths, reference_lengths: valid rows / columns per item, shape (B,);
             default n and N.
 
@@ -97,27 +99,37 @@ def soft_dtw(
     query_lengths = _lengths("query_lengths", query_lengths, batch, rows, device)
     reference_lengths = _lengths("reference_lengths", reference_lengths, batch, cols, device)
 
-    # Anti-diagonal d holds cells (i, d - i), indexed by the row i.
+    if subsequence:
+        zero = cost.new_zeros(batch, 1, cols)
+        padded = torch.cat([zero, cost, zero], 1)
+        # An item with fewer valid rows gets its closing zero row right after its last one.
+        row = torch.arange(rows + 2, device=device)[None, :, None]
+        padded = torch.where(row == (query_lengths + 1)[:, None, None], 0.0, padded)
+        return _soft_dtw_full(padded, gamma, query_lengths + 2, reference_lengths)
+    return _soft_dtw_full(cost, gamma, query_lengths, reference_lengths)
+
+
+def _soft_dtw_full(cost: Tensor, gamma: float, query_lengths: Tensor, reference_lengths: Tensor) -> Tensor:
+    """R[n_b - 1, N_b - 1] of the Soft-DTW recursion, by anti-diagonals (i + j = d), each a
+    batched vector operation; R[-1, -1] = 0 and cells outside the matrix are far."""
+    batch, rows, cols = cost.shape
+    device = cost.device
     diagonals = rows + cols - 1
     row = torch.arange(rows, device=device)
     col = torch.arange(diagonals, device=device)[:, None] - row[None]  # (diagonals, n)
     inside = (col >= 0) & (col < cols)
     skewed = cost.gather(2, col.clamp(0, cols - 1).T[None].expand(batch, -1, -1)).transpose(1, 2)
-    skewed = torch.where(inside[None], skewed, _FAR)  # (B, diagonals, n)
+    skewed = torch.where(inside[None], skewed, _FAR)  # (B, diagonals, n): C[i, d - i]
 
-    # The virtual row above the first: entered diagonally only at R[-1, -1] = 0 (full), or
-    # from straight above anywhere (subsequence).
     far = cost.new_full((batch, 1), _FAR)
     zero = cost.new_zeros((batch, 1))
-    above_virtual = zero if subsequence else far
     previous2 = previous = far.expand(batch, rows)
     values = []
     for d in range(diagonals):
-        corner = zero if (d == 0 and not subsequence) else far
         candidates = torch.stack(
             [
-                torch.cat([corner, previous2[:, :-1]], 1),  # R[i - 1, j - 1]
-                torch.cat([above_virtual, previous[:, :-1]], 1),  # R[i - 1, j]
+                torch.cat([zero if d == 0 else far, previous2[:, :-1]], 1),  # R[i - 1, j - 1]
+                torch.cat([far, previous[:, :-1]], 1),  # R[i - 1, j]
                 previous,  # R[i, j - 1]
             ],
             -1,
@@ -127,15 +139,8 @@ def soft_dtw(
         previous2, previous = previous, current
     table = torch.stack(values, 1)  # (B, diagonals, n): R[i, d - i]
     last_row = query_lengths - 1
-    if not subsequence:
-        index = (last_row + reference_lengths - 1)[:, None, None]
-        return table.gather(1, index.expand(-1, 1, rows))[:, 0].gather(1, last_row[:, None])[:, 0]
-    # R[n_b - 1, j] sits on diagonal n_b - 1 + j.
-    ends = (last_row[:, None] + torch.arange(cols, device=device)[None]).clamp(max=diagonals - 1)
-    final = table.gather(1, ends[..., None].expand(-1, -1, rows))
-    final = final.gather(2, last_row[:, None, None].expand(-1, cols, 1))[..., 0]
-    final = torch.where(torch.arange(cols, device=device)[None] < reference_lengths[:, None], final, _FAR)
-    return -gamma * torch.logsumexp(-final / gamma, dim=1)
+    index = (last_row + reference_lengths - 1)[:, None, None]
+    return table.gather(1, index.expand(-1, 1, rows))[:, 0].gather(1, last_row[:, None])[:, 0]
 
 
 def soft_alignment(
@@ -184,7 +189,9 @@ def soft_dtw_loss(reference: Signal, query: Signal, gamma: float = 1.0, subseque
 
 
 def otam_loss(reference: Signal, query: Signal, gamma: float = 1.0) -> Tensor:
-    """OTAM: Soft-DTW with free start and end along the reference, shape (B,)."""
+    """OTAM: Soft-DTW of the squared feature distances padded with a zero row before and after
+    the query, so that the query may start and end anywhere along the reference, shape (B,).
+    The same as ``soft_dtw_loss(reference, query, gamma, subsequence=True)``."""
     return soft_dtw_loss(reference, query, gamma, subsequence=True)
 
 
@@ -196,7 +203,10 @@ def dilate_loss(
     gamma: float = 0.1,
     subsequence: bool = False,
 ) -> Tensor:
-    """DILATE: alpha * Soft-DTW + (1 - alpha) * <soft alignment, penalty>, shape (B,).
+    """DILATE: alpha * Soft-DTW + (1 - alpha) * <soft alignment, penalty> / (n N), shape (B,).
+
+    n and N are each item's valid query and reference lengths; with ``subsequence`` the shape
+    term is the OTAM discrepancy and the soft alignment is that of the unpadded cost.
 
     Args:
         reference: B reference signals, values (B, N, D).
@@ -222,7 +232,8 @@ def dilate_loss(
     if alpha == 1.0:
         return shape
     alignment = soft_alignment(cost, gamma, subsequence, *lengths)
-    temporal = (alignment * penalty.to(alignment.dtype)).sum((1, 2))
+    size = (query.lengths * reference.lengths).to(alignment.dtype)
+    temporal = (alignment * penalty.to(alignment.dtype)).sum((1, 2)) / size
     return alpha * shape + (1.0 - alpha) * temporal
 
 

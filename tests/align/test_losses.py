@@ -23,7 +23,11 @@ F64 = torch.float64
 
 
 def _textbook_soft_dtw(cost: np.ndarray, gamma: float, subsequence: bool) -> float:
-    """Cuturi & Blondel's recursion, one cell at a time (subsequence: free start and end)."""
+    """Cuturi & Blondel's recursion, one cell at a time; subsequence (OTAM): the same on the
+    cost padded with a zero row above and below."""
+    if subsequence:
+        zero = np.zeros((1, cost.shape[1]))
+        cost = np.concatenate([zero, cost, zero])
     rows, cols = cost.shape
     table = np.full((rows + 1, cols + 1), np.inf)
     table[0, 0] = 0.0
@@ -37,11 +41,8 @@ def _textbook_soft_dtw(cost: np.ndarray, gamma: float, subsequence: bool) -> flo
 
     for i in range(1, rows + 1):
         for j in range(1, cols + 1):
-            if subsequence and i == 1:
-                table[i, j] = cost[0, j - 1] + softmin(0.0, table[i, j - 1])
-            else:
-                table[i, j] = cost[i - 1, j - 1] + softmin(table[i - 1, j - 1], table[i - 1, j], table[i, j - 1])
-    return softmin(*table[rows, 1:]) if subsequence else table[rows, cols]
+            table[i, j] = cost[i - 1, j - 1] + softmin(table[i - 1, j - 1], table[i - 1, j], table[i, j - 1])
+    return table[rows, cols]
 
 
 def _signals(seed: int = 0, batch: int = 2, rows: int = 5, cols: int = 8, dim: int = 3):
@@ -131,8 +132,25 @@ def test_dilate_temporal_term_is_the_penalty_along_the_soft_path():
     penalty = (torch.arange(5, dtype=F64)[:, None] - torch.arange(8, dtype=F64)[None] * 0.5).square().expand(2, -1, -1)
     cost = pairwise_sq_distances(query.values, reference.values)
     alignment = soft_alignment(cost.detach(), 0.3)
-    expected = 0.25 * soft_dtw(cost, 0.3) + 0.75 * (alignment * penalty).sum((1, 2))
+    expected = 0.25 * soft_dtw(cost, 0.3) + 0.75 * (alignment * penalty).sum((1, 2)) / (5 * 8)
     torch.testing.assert_close(dilate_loss(reference, query, penalty, alpha=0.25, gamma=0.3), expected)
+
+
+def test_dilate_temporal_term_is_normalised_by_each_items_valid_size():
+    reference, query = _signals(seed=9)
+    reference = Signal(reference.times, reference.values, torch.tensor([8, 6]))
+    query = Signal(query.times, query.values, torch.tensor([5, 3]))
+    penalty = torch.rand(2, 5, 8, dtype=F64, generator=torch.Generator().manual_seed(3))
+    batched = dilate_loss(reference, query, penalty, alpha=0.0, gamma=0.3, subsequence=True)
+    alone = dilate_loss(
+        Signal(reference.times[1:, :6], reference.values[1:, :6]), Signal(query.times[1:, :3], query.values[1:, :3]),
+        penalty[1:, :3, :6], alpha=0.0, gamma=0.3, subsequence=True,
+    )
+    torch.testing.assert_close(batched[1:], alone)
+    # A constant penalty c gives c times the soft path's total weight over n N.
+    constant = dilate_loss(reference, query, torch.full((2, 5, 8), 2.0, dtype=F64), alpha=0.0, gamma=1e-3)
+    path_cells = torch.tensor([len(p) for p in dtw(reference, query).paths], dtype=F64)
+    torch.testing.assert_close(constant, 2.0 * path_cells / torch.tensor([40.0, 18.0], dtype=F64), atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("subsequence", [False, True])
