@@ -440,7 +440,6 @@ def polish(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
         an inactive constraint keep ``warp``.
     """
     active = model.active
-    size = warp.shape[1]
     # phi_0: every group continued from its anchor by its active slope steps.
     steps = torch.where(active.slope == 1, problem.step_max, problem.step_min)
     steps = torch.where(active.slope != 0, steps, 0.0)

@@ -1,6 +1,5 @@
 """GDTW solver: optimality against oracles, known answers, constraints, bad input."""
 
-import math
 
 import numpy as np
 import pytest

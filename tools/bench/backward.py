@@ -31,7 +31,7 @@ from dataclasses import replace
 import torch
 
 from seqvpr.align import GDTWConfig, Signal, decdtw, gdtw
-from seqvpr.align._value_grads import reference_coefficients, value_gradients_cpu, value_gradients_torch
+from seqvpr.align._value_grads import value_gradients_cpu, value_gradients_torch
 
 
 def _pair(batch: int, ref_length: int, query_length: int, dim: int, period_s: float, seed: int, device: str):
