@@ -496,3 +496,31 @@ def test_float32_gradients_agree_with_float64():
         grads.append((values.grad.double(), queries.grad.double()))
     for low, high in zip(*grads):
         torch.testing.assert_close(low, high, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("knots", [None, torch.tensor([2.2, 2.9, 3.5, 4.1, 4.6, 4.9], dtype=F64)])
+def test_the_gpu_code_path_agrees_with_the_cpu_path(monkeypatch, knots):
+    """On a GPU the values' gradients take the torch path and the reduced system the cyclic
+    reduction; run both here, through the whole layer, against the CPU kernels."""
+    import seqvpr.align._implicit as implicit
+    from seqvpr.align._value_grads import value_gradients_torch
+
+    ref_times, ref_values, query_times, query_values = _pair()
+
+    def gradients():
+        leaves = [ref_values.clone().requires_grad_(), query_values.clone().requires_grad_(), _param(0.3),
+                  _param(0.4), _param(2.5)]
+        config = GDTWConfig(subsequence=True, grid_size=51, knots=knots, lam=leaves[2], band=leaves[3],
+                            slope_max=leaves[4])
+        warp = decdtw(Signal(ref_times, leaves[0]), Signal(query_times, leaves[1]), config)
+        (warp * torch.linspace(1.0, 2.0, warp.shape[1], dtype=F64)).sum().backward()
+        return warp.detach(), [x.grad for x in leaves]
+
+    warp, expected = gradients()
+    monkeypatch.setattr(implicit, "value_gradients", value_gradients_torch)
+    monkeypatch.setattr(implicit, "solve_tridiagonal", implicit.solve_tridiagonal_pcr)
+    torch_warp, got = gradients()
+    torch.testing.assert_close(torch_warp, warp)
+    assert bool((expected[0].abs() > 0).any()) and bool((expected[1].abs() > 0).any())
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
