@@ -17,6 +17,8 @@ A second table times the only part of the backward pass that grows with D, the v
 gradients, three ways on the VPR config at a real solution: seqvpr's one-pass numba kernel
 (the CPU path), its torch path (other devices), and the baseline it replaced: gather both
 endpoints of every knot's segment and multiply by the dense (N x 2m) coefficient matrix.
+Two rows give the memory floor: filling freshly allocated gradient buffers, and one read of
+the descriptors.
 
     python tools/bench/backward.py [--rounds 15] [--device cpu|cuda] [--threads T]
 """
@@ -133,11 +135,16 @@ def bench_values(tensors, config: GDTWConfig, rounds: int) -> None:
         "seqvpr numba pass": lambda: value_gradients_cpu(*args, True, True),
         "seqvpr torch path": lambda: value_gradients_torch(*args, True, True),
         "dense product (baseline)": lambda: _dense_product(*args),
+        # What any implementation pays: allocate and fill the two gradients, read the inputs.
+        "floor: fill fresh gradient buffers": lambda: (torch.zeros_like(ref_values), torch.zeros_like(query_values)),
+        "floor: read the descriptors once": lambda: (ref_values.sum(), query_values.sum()),
     }
     expected = _dense_product(*args)
-    for name, function in variants.items():  # warm up, and check they agree
+    for name, function in list(variants.items())[:3]:  # warm up, and check they agree
         for got, want in zip(function(), expected):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for function in list(variants.values())[3:]:
+        function()
     samples = {key: [] for key in variants}
     for _ in range(rounds):
         for key, function in variants.items():
