@@ -37,8 +37,28 @@ setup(
         # (both install the same `faiss` module and must not be installed together).
         "cpu": ["faiss-cpu>=1.7.4"],
         "gpu": ["faiss-gpu>=1.7.4"],
-        "audio": ["librosa>=0.10", "music21>=9.1", "pretty_midi>=0.2.10"],
+        # synctoolbox is the peer method in the audio evaluation; it pins numba < 0.66.
+        "audio": [
+            "librosa>=0.10",
+            "music21>=9.1",
+            "pretty_midi>=0.2.10",
+            "pyfluidsynth>=1.3",
+            "soundfile>=0.12",
+            "synctoolbox>=1.4",
+        ],
+        # Offline replay of ROS 1 and ROS 2 bags (no ROS install needed).
         "ros": ["rosbags>=0.9.20"],
+        # The ROS 2 node: rclpy and the message packages as Python wheels. The ROS 1 node
+        # uses Debian's rospy (tools/install_system_packages.sh).
+        "ros2": [
+            "ros-rclpy",
+            "ros-std-msgs",
+            "ros-sensor-msgs",
+            "ros-geometry-msgs",
+            "ros-nav-msgs",
+            "ros-diagnostic-msgs",
+            "ros-rmw-fastrtps-cpp",
+        ],
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "tslearn>=0.6"],
     },
     entry_points={"console_scripts": ["seqvpr=seqvpr.cli:main"]},
