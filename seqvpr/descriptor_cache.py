@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqvpr.errors import SeqvprError
 from seqvpr.vpr.descriptor_file import DescriptorFile, read_descriptor_file, write_descriptor_file
 from seqvpr.vpr.encoder import NetVLADEncoder, images_to_tensor
 
@@ -63,7 +64,7 @@ def encode_images(
             try:
                 images.append(read_rgb(path))
             except (OSError, ValueError) as error:
-                raise ValueError(f"cannot read image {path}: {error}") from error
+                raise SeqvprError(f"cannot read image {path}: {error}") from error
         tensor = images_to_tensor(images, encoder.config).to(device)
         output[start : start + len(batch)] = encoder(tensor).float().cpu().numpy()
     return output
@@ -136,12 +137,12 @@ def precomputed_descriptors(folder: Path, wanted: dict[str, dict[str, float]]) -
     for traverse, times in sorted(wanted.items()):
         path = folder / f"{traverse}.npz"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no descriptors file for traverse {traverse}")
+            raise SeqvprError(f"{path}: no descriptors file for traverse {traverse}")
         data = read_descriptor_file(path)
         known = dict(zip(data.image_names.tolist(), data.values.astype(np.float32)))
         missing = sorted(name for name in times if name not in known)
         if missing:
-            raise ValueError(f"{path}: lacks descriptors of {len(missing)} image(s) the pairs use, "
+            raise SeqvprError(f"{path}: lacks descriptors of {len(missing)} image(s) the pairs use, "
                              f"e.g. {missing[0]!r}")
         result[traverse] = {name: known[name] for name in sorted(times)}
     return result

@@ -46,9 +46,9 @@ class EvaluationConfig:
     """Options of an evaluation run.
 
     Attributes:
-        methods: alignment methods run for every model (``dtw``, ``gdtw``, ``independent``).
-        lam: GDTW regularisation weight (paper: 0.1).
-        grid_size: GDTW candidates per knot M (paper: 50).
+        methods: alignment methods run for every model (names from
+            :data:`seqvpr.vpr.localize.METHODS`).
+        gdtw: GDTW options (subsequence; the paper: lambda 0.1, M 50).
         batch_pairs: pairs aligned per batch.
         batch_images: images encoded per batch.
         device: torch device for encoding and alignment.
@@ -56,8 +56,7 @@ class EvaluationConfig:
     """
 
     methods: tuple[str, ...] = ("dtw", "gdtw", "independent")
-    lam: float = 0.1
-    grid_size: int = 50
+    gdtw: GDTWConfig = field(default_factory=lambda: GDTWConfig(subsequence=True, lam=0.1, grid_size=50))
     batch_pairs: int = 64
     batch_images: int = 16
     device: str = "cpu"
@@ -67,6 +66,8 @@ class EvaluationConfig:
         unknown = [method for method in self.methods if method not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(self.methods)}")
+        if not self.gdtw.subsequence:
+            raise ValueError("gdtw.subsequence must be true: a query lies somewhere inside its reference")
         object.__setattr__(self, "methods", tuple(self.methods))
 
 
@@ -156,7 +157,6 @@ def evaluate(
         for traverse, times in _wanted_images(pairs).items():
             wanted.setdefault(traverse, {}).update(times)
 
-    gdtw_config = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size)
     results = []
     for model_name, encoder in models.items():
         if isinstance(encoder, Path):
@@ -174,7 +174,7 @@ def evaluate(
                     [(torch.from_numpy(p.query_times_s), torch.from_numpy(p.true_positions)) for p in batch])
                 for method in config.methods:
                     localization = localize(reference, query, reference_positions,
-                                            LocalizerConfig(method=method, gdtw=gdtw_config))
+                                            LocalizerConfig(method=method, gdtw=config.gdtw))
                     predicted = localization.positions.cpu()
                     errors = sequence_errors(predicted, truth.values, truth.lengths)
                     for offset, pair in enumerate(batch):

@@ -116,3 +116,22 @@ def test_align_command_reads_config_and_flags_override(tmp_path, capsys):
     assert main(["align", str(tmp_path / "ref.npz"), str(tmp_path / "query.npz"), "--config", str(config),
                  "--out", str(out)]) == 2
     assert "unknown key(s) ['lambda']" in capsys.readouterr().err
+
+
+def test_only_user_errors_are_one_line_messages(monkeypatch, tmp_path, capsys):
+    import seqvpr.cli.align as align
+    from seqvpr.errors import SeqvprError
+
+    def user_error(args):
+        raise SeqvprError("bad.npz: the\nproblem")
+
+    def bug(args):
+        raise ValueError("an internal bug")
+
+    arguments = ["align", "a.npz", "b.npz", "--out", str(tmp_path / "o.npz")]
+    monkeypatch.setattr(align, "run", user_error)
+    assert main(arguments) == 2
+    assert capsys.readouterr().err == "seqvpr align: error: bad.npz: the problem\n"
+    monkeypatch.setattr(align, "run", bug)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(arguments)

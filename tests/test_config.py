@@ -4,7 +4,10 @@ from pathlib import Path
 import pytest
 
 from seqvpr.align import GDTWConfig
-from seqvpr.config import load_config, save_config
+from seqvpr.config import config_from_dict, load_config, save_config
+from seqvpr.errors import ConfigError
+from seqvpr.evaluation import EvaluationConfig
+from seqvpr.vpr.encoder import EncoderConfig
 
 CONFIG_DIR = Path(__file__).parents[1] / "config"
 
@@ -40,3 +43,50 @@ def test_yaml_is_loaded_safely(tmp_path):
     path.write_text("lam: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(path, GDTWConfig)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "expected"),
+    [
+        ("subsequence: 'yes'\n", "subsequence", "bool"),
+        ("grid_size: '25'\n", "grid_size", "int"),
+        ("grid_size: true\n", "grid_size", "int"),
+        ("refinements: 2.0\n", "refinements", "int"),
+        ("kernel: 3\n", "kernel", "str"),
+    ],
+)
+def test_wrong_types_are_errors_naming_file_and_field(tmp_path, text, field, expected):
+    path = tmp_path / "typed.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"typed.yaml: {field}: expected .*{expected}"):
+        load_config(path, GDTWConfig)
+
+
+def test_int_is_a_float_and_list_is_a_tuple():
+    config = config_from_dict(GDTWConfig, {"lam": 1, "refine_factor": 0.5})
+    assert config.lam == 1.0 and isinstance(config.lam, float)
+    encoder = config_from_dict(EncoderConfig, {"pixel_mean": [1, 2, 3], "pca_dim": None})
+    assert encoder.pixel_mean == (1.0, 2.0, 3.0)
+    with pytest.raises(ConfigError, match=r"pixel_mean: expected tuple\[float, float, float\]"):
+        config_from_dict(EncoderConfig, {"pixel_mean": [1, 2]})
+    with pytest.raises(ConfigError, match="flatten_order: expected"):
+        config_from_dict(EncoderConfig, {"flatten_order": "sideways"})
+
+
+def test_nested_dataclass_field_is_named_with_its_path():
+    with pytest.raises(ConfigError, match=r"run.yaml: gdtw: lam: expected"):
+        config_from_dict(EvaluationConfig, {"gdtw": {"lam": "0.1"}}, "run.yaml")
+    config = config_from_dict(EvaluationConfig, {"gdtw": {"lam": 0.2}, "methods": ["gdtw"]})
+    assert config.gdtw.lam == 0.2 and config.methods == ("gdtw",)
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("lam: 0.1\nsubsequence: true\nlam: 0.2\n")
+    with pytest.raises(ConfigError, match="twice.yaml: not valid YAML.*duplicate key 'lam'"):
+        load_config(path, GDTWConfig)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nothing.yaml: no such config file"):
+        load_config(tmp_path / "nothing.yaml", GDTWConfig)

@@ -4,6 +4,9 @@ Each subcommand lives in its own module of this package and exposes ``NAME``,
 ``HELP`` (one line), ``DESCRIPTION`` (the ``--help`` text), ``add_arguments(parser)``
 and ``run(args) -> int``. Modules import their heavy dependencies inside ``run`` so
 that ``seqvpr --help`` stays fast and works without optional extras.
+
+User errors (:class:`seqvpr.errors.SeqvprError`) are printed as one line with exit
+status 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -28,10 +31,6 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.pairs",
     "seqvpr.cli.evaluate",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["seqvpr", *argv])
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from seqvpr.errors import SeqvprError
+
     try:
         return int(args._run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as error:
-        print(f"seqvpr {args.command}: error: {error}", file=sys.stderr)
+    except SeqvprError as error:
+        message = " ".join(str(error).split())
+        print(f"seqvpr {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from seqvpr.cli import UserError
+from seqvpr.errors import SeqvprError
 
 NAME = "align"
 HELP = "align a query signal to a reference signal (.npz files) with GDTW or DTW"
@@ -60,24 +60,24 @@ def _load(path: Path):
     from seqvpr.align import Signal
 
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise SeqvprError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable .npz file ({error})") from error
+        raise SeqvprError(f"{path}: not a readable .npz file ({error})") from error
     missing = {"times", "values"} - set(arrays)
     if missing:
-        raise UserError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(arrays)}")
+        raise SeqvprError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(arrays)}")
     times, values = arrays["times"], arrays["values"]
     if times.ndim != 1 or values.ndim != 2 or values.shape[0] != times.shape[0]:
-        raise UserError(
+        raise SeqvprError(
             f"{path}: expected times (N,) and values (N, D), got {times.shape} and {values.shape}"
         )
     try:
         return Signal(times.astype(np.float64), values.astype(np.float64))
     except ValueError as error:
-        raise UserError(f"{path}: {error}") from error
+        raise SeqvprError(f"{path}: {error}") from error
 
 
 def run(args: argparse.Namespace) -> int:

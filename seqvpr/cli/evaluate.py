@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from seqvpr.cli import UserError
+from seqvpr.errors import SeqvprError
 
 NAME = "evaluate"
 HELP = "accuracy at 2/3/5/10 m of Base (D), Base (G), Indep (and fine-tuned models) on pairs CSVs"
@@ -57,13 +57,13 @@ def _models(specs: list[str]):
         name, _, path = spec.rpartition("=")
         name = name or ("base" if not models else Path(path).stem)
         if name in models:
-            raise UserError(f"--model {spec}: the name {name!r} is used twice")
+            raise SeqvprError(f"--model {spec}: the name {name!r} is used twice")
         if Path(path).is_dir():
             models[name] = Path(path)
         elif Path(path).is_file():
             models[name] = load_encoder(path)
         else:
-            raise UserError(f"--model {spec}: no such checkpoint file or descriptors folder {path}")
+            raise SeqvprError(f"--model {spec}: no such checkpoint file or descriptors folder {path}")
     return models
 
 
@@ -114,14 +114,16 @@ def run_evaluation(pair_files, traverse_root: Path, models: dict, out: Path, con
 
 
 def run(args: argparse.Namespace) -> int:
+    from seqvpr.align import GDTWConfig
     from seqvpr.evaluation import EvaluationConfig
 
     for path in args.pairs:
         if not path.is_file():
-            raise UserError(f"{path}: no such pairs file")
+            raise SeqvprError(f"{path}: no such pairs file")
     if not args.traverses.is_dir():
-        raise UserError(f"{args.traverses}: no such traverse folder")
-    config = EvaluationConfig(methods=tuple(args.methods), lam=args.lam, grid_size=args.grid_size,
+        raise SeqvprError(f"{args.traverses}: no such traverse folder")
+    config = EvaluationConfig(methods=tuple(args.methods),
+                              gdtw=GDTWConfig(subsequence=True, lam=args.lam, grid_size=args.grid_size),
                               batch_images=args.batch_images, device=args.device)
     models = _models(args.model)
     outcome = run_evaluation(args.pairs, args.traverses, models, args.out, config,

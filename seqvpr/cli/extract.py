@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from seqvpr.cli import UserError
+from seqvpr.errors import SeqvprError
 
 NAME = "extract"
 HELP = "compute NetVLAD-VGG16 descriptors of a traverse or a folder of images (batched, resumable)"
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     for option in ("batch_size", "chunk_size", "kmeans_images"):
         if getattr(args, option) < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+            raise SeqvprError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
     names, times, positions, utm_zone = _inputs(args.images, args.timestamps)
     device = _device(args.device)
     partial = args.out.with_name(args.out.name + ".partial")
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                     batch = []
                 progress.update(1)
             if bad and not args.skip_bad:
-                raise UserError(
+                raise SeqvprError(
                     f"unreadable image(s) in {args.images}: {', '.join(bad)} "
                     "(fix or remove them, or pass --skip-bad to leave them out)"
                 )
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         LOGGER.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped))
     if len(kept) == 0:
-        raise UserError(f"no readable images in {args.images}")
+        raise SeqvprError(f"no readable images in {args.images}")
     result = DescriptorFile(
         times=times[kept],
         values=values,
@@ -188,7 +188,7 @@ def _inputs(folder: Path, timestamps: str):
 
     if (folder / TRAVERSE_CSV).is_file():
         if timestamps != "auto":
-            raise UserError(f"--timestamps does not apply to a traverse: {folder / TRAVERSE_CSV} gives the times")
+            raise SeqvprError(f"--timestamps does not apply to a traverse: {folder / TRAVERSE_CSV} gives the times")
         traverse = read_traverse(folder, check_images=False)
         names = [str(name) for name in traverse.image_paths]
         return names, traverse.times_s, traverse.positions, str(traverse.zone)
@@ -210,10 +210,10 @@ def list_images(folder: Path, timestamps: str = "auto") -> tuple[list[str], Any]
     import numpy as np
 
     if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder of images")
+        raise SeqvprError(f"{folder}: not a folder of images")
     names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not names:
-        raise UserError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise SeqvprError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     stems = [Path(name).stem for name in names]
     if timestamps == "auto":
         if all(stem.isdigit() for stem in stems):
@@ -227,14 +227,14 @@ def list_images(folder: Path, timestamps: str = "auto") -> tuple[list[str], Any]
         return names, np.arange(len(names), dtype=np.float64)
     bad = [name for name, stem in zip(names, stems) if not (stem.isdigit() if timestamps == "us" else _is_number(stem))]
     if bad:
-        raise UserError(f"--timestamps {timestamps}: file name(s) are not times: {', '.join(bad[:5])}")
+        raise SeqvprError(f"--timestamps {timestamps}: file name(s) are not times: {', '.join(bad[:5])}")
     values = np.array([int(s) / 1e6 if timestamps == "us" else float(s) for s in stems], dtype=np.float64)
     order = np.argsort(values, kind="stable")
     names, values = [names[i] for i in order], values[order]
     repeated = np.flatnonzero(np.diff(values) <= 0)
     if repeated.size:
         i = int(repeated[0])
-        raise UserError(f"{names[i]} and {names[i + 1]} have the same time {float(values[i])!r} s")
+        raise SeqvprError(f"{names[i]} and {names[i + 1]} have the same time {float(values[i])!r} s")
     return names, values
 
 
@@ -250,7 +250,7 @@ def _device(name: str):
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
+        raise SeqvprError("--device cuda: no CUDA device is available")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -262,7 +262,7 @@ def _image_size(text: str | None) -> dict[str, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--image-size must look like 240x180, got {text!r}") from None
+        raise SeqvprError(f"--image-size must look like 240x180, got {text!r}") from None
     return {"image_width": width, "image_height": height}
 
 
@@ -270,7 +270,7 @@ def _encoder_source(args: argparse.Namespace) -> dict[str, Any]:
     """What decides the encoder's weights; a resumed run must match it."""
     if args.model is not None:
         if not args.model.is_file():
-            raise UserError(f"--model {args.model}: no such file")
+            raise SeqvprError(f"--model {args.model}: no such file")
         digest = hashlib.sha256()
         with open(args.model, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -305,7 +305,7 @@ def _build_encoder(args: argparse.Namespace, names: Sequence[str], device):
     images = [_read(args.images / names[i], config) for i in picks]
     bad = [names[i] for i, image in zip(picks, images) if image is None]
     if bad and not args.skip_bad:
-        raise UserError(f"unreadable image(s) in {args.images}: {', '.join(bad)} (or pass --skip-bad)")
+        raise SeqvprError(f"unreadable image(s) in {args.images}: {', '.join(bad)} (or pass --skip-bad)")
     good = [image for image in images if image is not None]
     batches = (torch.stack(good[i : i + args.batch_size]).to(device) for i in range(0, len(good), args.batch_size))
     per_image = max(1, min(100, 50_000 // max(1, len(good))))
@@ -334,7 +334,7 @@ def _prepare_partial(partial: Path, manifest: dict[str, Any], *, restart: bool) 
         previous = json.loads(manifest_path.read_text())
         if previous != manifest:
             changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
-            raise UserError(
+            raise SeqvprError(
                 f"{partial} holds partial results of a different run (differs in {', '.join(changed)}); "
                 "rerun with the same inputs and options, or pass --restart to discard them"
             )

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from seqvpr.cli import UserError
+    from seqvpr.errors import SeqvprError
     from seqvpr.data.prepare import PrepareConfig, prepare_robotcar
     from seqvpr.data.robotcar import RobotCarConfig
     from seqvpr.data.tables import read_table
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
         wanted = [name.strip() for name in args.traverses.split(",") if name.strip()]
         missing = [name for name in wanted if not (raw / name / camera_timestamps).is_file()]
         if missing:
-            raise UserError(f"no RobotCar traverse {', '.join(missing)} in {raw}")
+            raise SeqvprError(f"no RobotCar traverse {', '.join(missing)} in {raw}")
         directories = [raw / name for name in wanted]
     if not directories:
-        raise UserError(f"{args.raw}: no RobotCar traverses (expected <date>/{camera_timestamps})")
+        raise SeqvprError(f"{args.raw}: no RobotCar traverses (expected <date>/{camera_timestamps})")
     conditions: dict[str, str] = {}
     conditions_file = Path(args.conditions) if args.conditions else raw / "conditions.csv"
     if args.conditions or conditions_file.is_file():

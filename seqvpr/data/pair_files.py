@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvpr.config import config_from_dict
 from seqvpr.data.pairs import PRESETS, PairConfig, SequencePair, build_pairs
 from seqvpr.data.tables import atomic_write_text, read_table, write_table
 from seqvpr.data.traverse import Traverse, find_traverses
@@ -110,7 +111,7 @@ def read_split_file(path: str | os.PathLike, traverses: list[Traverse]) -> list[
                 )
         preset = PRESETS.get(split_name, PRESETS["test"])
         overrides = {**asdict(preset), **settings}
-        config = PairConfig.from_dict(overrides, where)
+        config = config_from_dict(PairConfig, overrides, where)
         splits.append(Split(str(split_name), references, queries, config, masks))
     return splits
 

@@ -96,15 +96,6 @@ class PairConfig:
         if self.reference_length < 2 or self.query_length < 2:
             raise ValueError("reference_length and query_length must be at least 2")
 
-    @classmethod
-    def from_dict(cls, values: dict, where: str = "pair options") -> PairConfig:
-        """Build from a mapping, rejecting unknown keys (error names them and ``where``)."""
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
-
 
 PRESETS = {
     "train": PairConfig(start_spacing_m=20.0, queries_per_reference=24),

@@ -28,6 +28,7 @@ import numpy as np
 
 from seqvpr.data.geo import UtmZone, heading_from_track, latlon_to_utm, path_length, wrap_angle
 from seqvpr.data.tables import read_table, write_table
+from seqvpr.errors import SeqvprError
 
 __all__ = [
     "Traverse",
@@ -108,14 +109,14 @@ class Traverse:
 
 
 def single_zone(cells: list[str], path: Path, line_numbers: list[int]) -> UtmZone:
-    """The one UTM zone of a ``utm_zone`` column; ``ValueError`` naming the line otherwise."""
+    """The one UTM zone of a ``utm_zone`` column; ``SeqvprError`` naming the line otherwise."""
     try:
         zone = UtmZone.parse(cells[0])
     except ValueError as error:
-        raise ValueError(f"{path}, line {line_numbers[0]}: {error}") from None
+        raise SeqvprError(f"{path}, line {line_numbers[0]}: {error}") from None
     for i, cell in enumerate(cells):
         if cell != cells[0]:
-            raise ValueError(
+            raise SeqvprError(
                 f"{path}, line {line_numbers[i]}: utm_zone {cell!r} differs from the first row's "
                 f"{cells[0]!r}; a traverse must use one UTM zone (crossing zones is not supported)"
             )
@@ -123,12 +124,12 @@ def single_zone(cells: list[str], path: Path, line_numbers: list[int]) -> UtmZon
 
 
 def check_times(times_s: np.ndarray, path: Path, line_numbers: list[int], column: str) -> None:
-    """Raise ``ValueError`` naming the line of the first non-increasing time."""
+    """Raise ``SeqvprError`` naming the line of the first non-increasing time."""
     bad = np.flatnonzero(np.diff(times_s) <= 0)
     if bad.size:
         i = int(bad[0]) + 1
         kind = "duplicate" if times_s[i] == times_s[i - 1] else "non-monotonic"
-        raise ValueError(
+        raise SeqvprError(
             f"{path}, line {line_numbers[i]}: {kind} {column} {times_s[i]!r} "
             f"(previous row, line {line_numbers[i - 1]}, has {times_s[i - 1]!r}); "
             "times must be strictly increasing"
@@ -143,15 +144,14 @@ def read_traverse(directory: str | os.PathLike, check_images: bool = True) -> Tr
         check_images: raise if an image file listed in the CSV is missing.
 
     Raises:
-        FileNotFoundError: no ``traverse.csv``.
-        ValueError: bad content, naming file, line and column.
+        SeqvprError: no ``traverse.csv``, or bad content, naming file, line and column.
     """
     directory = Path(directory)
     path = directory / TRAVERSE_CSV
     table = read_table(path)
     table.require("image", "time_s")
     if len(table) == 0:
-        raise ValueError(f"{path}: empty traverse (no data rows)")
+        raise SeqvprError(f"{path}: empty traverse (no data rows)")
     times_s = table.floats("time_s")
     check_times(times_s, path, table.line_numbers, "time_s")
     if table.has("easting_m") or table.has("northing_m") or table.has("utm_zone"):
@@ -164,13 +164,13 @@ def read_traverse(directory: str | os.PathLike, check_images: bool = True) -> Tr
         for column, values, limit in (("latitude_deg", latitude, 84.0), ("longitude_deg", longitude, 180.0)):
             bad = np.flatnonzero(np.abs(values) > limit)
             if bad.size:
-                raise ValueError(
+                raise SeqvprError(
                     f"{path}, line {table.line_numbers[bad[0]]}: {column} {values[bad[0]]} "
                     f"outside +-{limit} (UTM covers latitudes -80..84)"
                 )
         positions, zone = latlon_to_utm(latitude, longitude)
     else:
-        raise ValueError(
+        raise SeqvprError(
             f"{path}: no position columns; expected easting_m, northing_m, utm_zone "
             "or latitude_deg, longitude_deg"
         )
@@ -183,7 +183,7 @@ def read_traverse(directory: str | os.PathLike, check_images: bool = True) -> Tr
         labels = table.strings("condition")
         for i, label in enumerate(labels):
             if label != labels[0]:
-                raise ValueError(
+                raise SeqvprError(
                     f"{path}, line {table.line_numbers[i]}: condition {label!r} differs from the "
                     f"first row's {labels[0]!r}; one traverse has one condition"
                 )
@@ -192,7 +192,7 @@ def read_traverse(directory: str | os.PathLike, check_images: bool = True) -> Tr
     if check_images:
         for i, image in enumerate(image_paths):
             if not (directory / image).is_file():
-                raise ValueError(
+                raise SeqvprError(
                     f"{path}, line {table.line_numbers[i]}: image {image!r} not found "
                     f"in {directory}"
                 )
@@ -237,12 +237,12 @@ def find_traverses(root: str | os.PathLike, check_images: bool = True) -> list[T
     """Read every ``<root>/<name>/traverse.csv``, sorted by name.
 
     Raises:
-        ValueError: no traverse under ``root``.
+        SeqvprError: no traverse under ``root``.
     """
     root = Path(root)
     directories = sorted(path.parent for path in root.glob(f"*/{TRAVERSE_CSV}"))
     if not directories:
-        raise ValueError(f"{root}: no traverses found (expected <name>/{TRAVERSE_CSV})")
+        raise SeqvprError(f"{root}: no traverses found (expected <name>/{TRAVERSE_CSV})")
     traverses = [read_traverse(directory, check_images) for directory in directories]
     LOGGER.info("read %d traverses from %s", len(traverses), root)
     return traverses

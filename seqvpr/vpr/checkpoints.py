@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqvpr.config import config_from_dict
 from seqvpr.io import atomic_path
 from seqvpr.vpr.encoder import _LAST_CONV_OF_BLOCK, EncoderConfig, NetVLADEncoder
 
@@ -184,7 +185,7 @@ def load_encoder(
                 f"{path}: seqvpr checkpoint version {checkpoint.get('version')!r} is not "
                 f"supported (this seqvpr reads version {CHECKPOINT_VERSION})"
             )
-        config = EncoderConfig.from_dict({**checkpoint["config"], **size})
+        config = config_from_dict(EncoderConfig, {**checkpoint["config"], **size}, f"{path}: config")
         encoder = NetVLADEncoder(config)
         _load_state(encoder, checkpoint["state_dict"], source=str(path))
         return encoder.eval()

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqvpr.errors import SeqvprError
 from seqvpr.vpr.netvlad import FLATTEN_ORDERS, ClusterInit, FlattenOrder, NetVLAD, initialize_clusters
 from seqvpr.vpr.pca import PCAWhitening, fit_pca_whitening
 
@@ -118,15 +119,6 @@ class EncoderConfig:
             key: list(value) if isinstance(value, tuple) else value
             for key, value in dataclasses.asdict(self).items()
         }
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:
-        """Build from a dict; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown encoder config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 PRESETS: dict[str, EncoderConfig] = {
@@ -315,7 +307,7 @@ def sample_local_descriptors(
     return torch.cat(samples)[:max_descriptors].numpy().astype(np.float32)
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(SeqvprError):
     """Pretrained weights are neither on disk nor downloadable from here."""
 
 

@@ -197,7 +197,7 @@ def test_split_file(tmp_path, traverses):
     assert split.queries == (names[2],) and split.config.queries_per_reference == 3
     assert split.config.start_spacing_m == 12.0 and split.masks[names[0]].all()
     (tmp_path / "bad.yaml").write_text(f"splits:\n  train:\n    references: [{names[0]}]\n    spacing: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: splits.train: unknown key\(s\) spacing"):
+    with pytest.raises(ValueError, match=r"bad.yaml: splits.train: unknown key\(s\) \['spacing'\]"):
         read_split_file(tmp_path / "bad.yaml", traverses)
     (tmp_path / "bad2.yaml").write_text("splits:\n  train:\n    references: [nowhere]\n")
     with pytest.raises(ValueError, match="unknown traverse 'nowhere'"):

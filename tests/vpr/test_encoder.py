@@ -7,6 +7,8 @@ import pytest
 import torch
 import torchvision
 
+from seqvpr.config import config_from_dict
+from seqvpr.errors import ConfigError
 from seqvpr.vpr import (
     PRESETS,
     EncoderConfig,
@@ -30,9 +32,9 @@ def test_presets_dimensions():
 
 def test_config_dict_round_trip_and_unknown_keys():
     config = EncoderConfig(num_clusters=8, pca_dim=100)
-    assert EncoderConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match=r"unknown encoder config keys \['clusters'\]"):
-        EncoderConfig.from_dict({"clusters": 8})
+    assert config_from_dict(EncoderConfig, config.to_dict()) == config
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['clusters'\] for EncoderConfig"):
+        config_from_dict(EncoderConfig, {"clusters": 8})
     with pytest.raises(ValueError, match="backbone_blocks"):
         EncoderConfig(backbone_blocks=6)
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import seqvpr.cli.extract as extract
-from seqvpr.cli import UserError, main
+from seqvpr.cli import main
+from seqvpr.errors import SeqvprError
 from seqvpr.vpr import images_to_tensor, load_encoder
 from seqvpr.vpr.descriptor_file import read_descriptor_file
 
@@ -89,7 +90,7 @@ def test_changed_options_refuse_to_resume_unless_restart(tmp_path, folder, monke
     with pytest.raises(KeyboardInterrupt):
         _run(folder, out, "--chunk-size", "2")
     monkeypatch.undo()
-    with pytest.raises(UserError, match="differs in float16.*--restart"):
+    with pytest.raises(SeqvprError, match="differs in float16.*--restart"):
         extract.run(extract_args(folder, out, "--chunk-size", "2", "--float16"))
     assert _run(folder, out, "--chunk-size", "2", "--float16", "--restart") == 0
 
@@ -133,12 +134,12 @@ def test_list_images_time_modes(tmp_path):
     assert names == ["2.25.png", "3.png", "10.5.png"] and times.tolist() == [2.25, 3.0, 10.5]
     names, times = extract.list_images(folder, "index")
     assert names == ["10.5.png", "2.25.png", "3.png"] and times.tolist() == [0.0, 1.0, 2.0]
-    with pytest.raises(UserError, match="not times: 10.5.png"):
+    with pytest.raises(SeqvprError, match="not times: 10.5.png"):
         extract.list_images(folder, "us")
     (folder / "3.0.jpg").write_bytes(b"")
-    with pytest.raises(UserError, match="3.0.jpg and 3.png have the same time"):
+    with pytest.raises(SeqvprError, match="3.0.jpg and 3.png have the same time"):
         extract.list_images(folder)
-    with pytest.raises(UserError, match="not a folder"):
+    with pytest.raises(SeqvprError, match="not a folder"):
         extract.list_images(tmp_path / "missing")
 
 
