@@ -1,0 +1,583 @@
+"""Generic training-run machinery shared by every seqvpr training command.
+
+A command (``finetune``, ``train-base``, ``audio-train``) describes *what* is trained as a
+:class:`TrainingTask` (the module whose parameters are optimised, a batch loader, a loss,
+a validation and an export of the trained model); :func:`train` runs the loop the same way
+for all of them:
+
+- **Run folder** (:func:`open_run`, on top of :func:`seqvpr.io.claim_output_dir`)::
+
+      RUN/seqvpr-options.yaml   the options that define the run (inputs + resolved config)
+      RUN/config.yaml           the resolved configuration
+      RUN/command.txt           every command line that started or resumed the run
+      RUN/last.pt               latest checkpoint: the exported model plus the training state
+      RUN/best.pt               the exported model with the best validation metric so far
+      RUN/metrics.csv           one row per validation: step, epoch, train_loss, metrics, lr
+      RUN/curves.png            train loss and validation metrics against step
+      RUN/nonfinite-step<N>.json  the batch indices of a step whose loss or gradient was NaN/inf
+
+- **Checkpoints** are written atomically at every validation. ``last.pt`` holds the
+  model, optimiser, scheduler, RNG and sampler state and the step, so a run killed at any
+  moment (SIGKILL included) resumes from it and ends with the metrics an uninterrupted run
+  would have had (on CPU, to rounding: data order depends only on the seed and the epoch).
+- **Data order**: a :class:`torch.utils.data.DistributedSampler` (also for one process)
+  reshuffles per epoch from ``seed + epoch``; a resumed run skips the batches already done.
+  ``batch_size`` is the global batch: each of W processes takes ``batch_size / W`` items,
+  so W processes and one process see the same items per step.
+- **DDP** (:func:`setup_distributed`): under ``torchrun`` the environment names the rank
+  and world size; gloo on CPU, NCCL on CUDA; gradients are averaged by
+  ``DistributedDataParallel``; only rank 0 validates and writes files.
+- **AMP** on CUDA: the loss runs under bfloat16 autocast when ``amp`` is set (losses that
+  need float64, like the DecDTW solver, cast inside).
+- **Non-finite loss or gradient**: the step's batch indices are dumped, ``best.pt`` is left
+  as it was and :class:`NonFiniteLossError` names the step and the dump.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqvpr.config import config_to_dict, load_yaml, save_config
+from seqvpr.errors import SeqvprError
+from seqvpr.io import OPTIONS_FILE, atomic_path, claim_output_dir
+
+__all__ = [
+    "LoopConfig",
+    "Distributed",
+    "setup_distributed",
+    "RunFolder",
+    "open_run",
+    "read_run_options",
+    "TrainingTask",
+    "TrainingResult",
+    "NonFiniteLossError",
+    "train",
+    "load_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+LAST, BEST, METRICS, CURVES, CONFIG, COMMANDS = (
+    "last.pt", "best.pt", "metrics.csv", "curves.png", "config.yaml", "command.txt"
+)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Options of the training loop common to every training command.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: items per optimiser step, over all processes together.
+        validations_per_epoch: validations (and checkpoints) per epoch, evenly spaced.
+        max_steps: stop after this many optimiser steps (a compute budget), or None.
+        seed: seed of the data order, of the model's random initialisation and of torch.
+        amp: bfloat16 autocast of the loss on CUDA (ignored on the CPU).
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    validations_per_epoch: int = 5
+    max_steps: int | None = None
+    seed: int = 0
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "validations_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+
+
+# ---------------------------------------------------------------------------------------
+# Processes
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a (possibly single-process) run.
+
+    Attributes:
+        rank: global rank, 0..world_size - 1.
+        world_size: number of processes.
+        local_rank: rank on this node (selects the GPU).
+        device: the torch device this process computes on.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            torch.distributed.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over all processes."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self._collective_device)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor) / self.world_size
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if ``flag`` is true on any."""
+        if not self.active:
+            return flag
+        tensor = torch.tensor([float(flag)], device=self._collective_device)
+        torch.distributed.all_reduce(tensor)
+        return bool(tensor > 0)
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every process (a picklable object from our own code)."""
+        if not self.active:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, values: list[int]) -> list[int]:
+        """The concatenation of every process's list, in rank order."""
+        if not self.active:
+            return list(values)
+        boxes: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(boxes, list(values))
+        return [item for box in boxes for item in box]
+
+    @property
+    def _collective_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+
+def setup_distributed(device: str = "cpu") -> Distributed:
+    """Joins the process group that ``torchrun`` describes, or runs alone.
+
+    With ``WORLD_SIZE`` > 1 in the environment the process group is initialised (gloo on
+    the CPU, NCCL on CUDA, rendezvous from ``MASTER_ADDR``/``MASTER_PORT``) and each
+    process uses GPU ``LOCAL_RANK``. Call :func:`teardown_distributed` at the end.
+
+    Args:
+        device: ``cpu`` or ``cuda`` (``cuda:N`` for a single process).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed(device=torch.device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        torch.cuda.set_device(local_rank)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if on_cuda else "gloo")
+    place = torch.device("cuda", local_rank) if on_cuda else torch.device("cpu")
+    return Distributed(rank, world_size, local_rank, place)
+
+
+def teardown_distributed(distributed: Distributed) -> None:
+    """Leaves the process group (no-op for one process)."""
+    if distributed.active and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------
+# Run folder
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A training run's output folder.
+
+    Attributes:
+        path: the folder.
+        resumed: a ``last.pt`` was there to resume from.
+    """
+
+    path: Path
+    resumed: bool
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST
+
+
+def read_run_options(run: str | os.PathLike, command: str) -> dict[str, Any]:
+    """The options recorded in a run folder (for ``--resume RUN``).
+
+    Raises:
+        SeqvprError: ``run`` holds no options file.
+    """
+    record = Path(run) / OPTIONS_FILE
+    if not record.is_file():
+        raise SeqvprError(f"{command}: cannot resume {run}: no {OPTIONS_FILE} there (not a {command} run folder)")
+    options = load_yaml(record)
+    if not isinstance(options, dict) or options.get("command") != command:
+        raise SeqvprError(f"{command}: cannot resume {run}: it was written by {options.get('command')!r}")
+    return options
+
+
+def open_run(
+    path: str | os.PathLike,
+    options: Mapping[str, Any],
+    config: Any,
+    *,
+    command: str,
+    command_line: str,
+    overwrite: bool = False,
+    distributed: Distributed | None = None,
+) -> RunFolder:
+    """Claims the run folder (rank 0) and records the config and the command line.
+
+    Same options as a previous run in ``path``: the run resumes from ``last.pt`` (if it
+    got as far as a checkpoint). Other options: :class:`~seqvpr.errors.OutputConflictError`
+    unless ``overwrite``. Call after every option has been validated.
+
+    Args:
+        path: the run folder.
+        options: the run's inputs (paths, YAML-able values); the command's name and the
+            resolved config are added (under ``command`` and ``config``).
+        config: the resolved config dataclass, also written to ``config.yaml``.
+        command: the command's name.
+        command_line: the command line, appended to ``command.txt``.
+        overwrite: rebuild a folder whose recorded options differ.
+        distributed: the process group; only rank 0 writes.
+    """
+    distributed = distributed or Distributed()
+    path = Path(path)
+    failure = None
+    if distributed.is_main:
+        try:
+            record = {**options, "command": command, "config": config_to_dict(config)}
+            claim_output_dir(path, record, overwrite=overwrite, command=command)
+            save_config(config, path / CONFIG)
+            with (path / COMMANDS).open("a", encoding="utf-8") as handle:
+                handle.write(command_line + "\n")
+        except SeqvprError as error:
+            failure = error
+    failure = distributed.broadcast(failure)
+    if failure is not None:
+        raise failure
+    return RunFolder(path, (path / LAST).is_file())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :func:`train` (``weights_only`` loading)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def _save(payload: Mapping[str, Any], path: Path) -> None:
+    with atomic_path(path) as temporary:
+        torch.save(dict(payload), temporary)
+
+
+# ---------------------------------------------------------------------------------------
+# RNG state (tensors and plain Python values only, so checkpoints load with weights_only)
+
+
+def _capture_rng() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "position": int(numpy_state[2]),
+                  "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state((
+        "MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+        numpy_state["has_gauss"], numpy_state["cached_gaussian"],
+    ))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainingTask:
+    """What a command trains; :func:`train` supplies the loop.
+
+    Attributes:
+        model: the module whose parameters are optimised (already on the device).
+        optimizer: over ``model``'s parameters.
+        scheduler: learning-rate scheduler stepped once per optimiser step, or None.
+        dataset_size: number of training items (indices 0..size - 1).
+        load_batch: item indices -> a batch for ``loss``.
+        loss: (model, batch) -> scalar loss, the mean over the batch's items. ``model`` is
+            the DDP wrapper under DDP (call it, do not reach around it).
+        validate: () -> metrics (name -> float), run on rank 0 with ``model`` in eval mode.
+        selection_metric: the metric (lower is better) that picks ``best.pt``.
+        export: () -> the checkpoint payload of the trained model in its own loadable format
+            (e.g. a seqvpr encoder checkpoint); ``train`` adds a ``training`` entry.
+        describe_batch: batch indices -> what identifies those items in the inputs (e.g.
+            pairs-file rows), written to the non-finite dump.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    dataset_size: int
+    load_batch: Callable[[list[int]], Any]
+    loss: Callable[[nn.Module, Any], Tensor]
+    validate: Callable[[], dict[str, float]]
+    selection_metric: str
+    export: Callable[[], dict[str, Any]]
+    describe_batch: Callable[[list[int]], list[Any]] = field(default=lambda indices: list(indices))
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a finished run did.
+
+    Attributes:
+        steps: optimiser steps done (including those of earlier, resumed starts).
+        best_step: the step of ``best.pt``.
+        best_metric: its selection metric.
+        metrics: one dict per validation row of ``metrics.csv``.
+        run: the run folder.
+    """
+
+    steps: int
+    best_step: int
+    best_metric: float
+    metrics: list[dict[str, float]]
+    run: Path
+
+
+class NonFiniteLossError(SeqvprError):
+    """The loss or a gradient became NaN or infinite; the message names the step and the dump."""
+
+
+def _validation_steps(steps_per_epoch: int, per_epoch: int) -> set[int]:
+    """Steps within an epoch (1-based) after which to validate, evenly spaced, ending at the last."""
+    count = min(per_epoch, steps_per_epoch)
+    return {math.ceil(k * steps_per_epoch / count) for k in range(1, count + 1)}
+
+
+def _epoch_order(size: int, epoch: int, seed: int, distributed: Distributed) -> list[int]:
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(size), num_replicas=distributed.world_size, rank=distributed.rank, shuffle=True, seed=seed,
+        drop_last=True,
+    )
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def _write_metrics(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: repr(value) if isinstance(value, float) else value for key, value in row.items()})
+    with atomic_path(path) as temporary:
+        temporary.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _plot_curves(path: Path, rows: Sequence[Mapping[str, float]], selection_metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in rows]
+    metrics = [key for key in rows[0] if key not in ("step", "epoch", "train_loss", "lr")]
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    loss_axis.plot(steps, [row["train_loss"] for row in rows], "o-", ms=3)
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("train loss (mean since the previous validation)")
+    loss_axis.set_yscale("log" if all(row["train_loss"] > 0 for row in rows) else "linear")
+    for name in metrics:
+        style = "o-" if name == selection_metric else "s--"
+        metric_axis.plot(steps, [row[name] for row in rows], style, ms=3, label=name)
+    metric_axis.set_xlabel("step")
+    metric_axis.set_ylabel("validation")
+    metric_axis.legend()
+    for axis in (loss_axis, metric_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+
+
+def train(
+    run: RunFolder,
+    task: TrainingTask,
+    config: LoopConfig,
+    distributed: Distributed | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Trains ``task`` in ``run`` (resuming from ``run.last`` when ``run.resumed``).
+
+    Raises:
+        SeqvprError: fewer training items than one global batch.
+        NonFiniteLossError: a NaN/inf loss or gradient (batch dumped, ``best.pt`` kept).
+    """
+    from tqdm import tqdm
+
+    distributed = distributed or Distributed()
+    if config.batch_size % distributed.world_size:
+        raise SeqvprError(
+            f"batch_size {config.batch_size} is not divisible by the {distributed.world_size} processes"
+        )
+    local_batch = config.batch_size // distributed.world_size
+    steps_per_epoch = task.dataset_size // config.batch_size
+    if steps_per_epoch == 0:
+        raise SeqvprError(f"{task.dataset_size} training items are fewer than one batch of {config.batch_size}")
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    validate_at = _validation_steps(steps_per_epoch, config.validations_per_epoch)
+    torch.set_flush_denormal(True)  # denormals in the encoder's backward cost ~2x on CPUs
+
+    module = task.model
+    wrapped: nn.Module = module
+    if distributed.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [distributed.local_rank] if distributed.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(module, device_ids=device_ids)
+
+    step, rows, best_metric, best_step = 0, [], math.inf, 0
+    loss_sum, loss_count = 0.0, 0
+    if run.resumed:
+        state = load_checkpoint(run.last)["training"]
+        module.load_state_dict(state["model"])
+        task.optimizer.load_state_dict(state["optimizer"])
+        if task.scheduler is not None and state["scheduler"] is not None:
+            task.scheduler.load_state_dict(state["scheduler"])
+        step, rows = state["step"], [dict(row) for row in state["metrics"]]
+        best_metric, best_step = state["best_metric"], state["best_step"]
+        _restore_rng(state["rng"])
+        logger.info("resumed %s at step %d", run.path, step)
+    else:
+        torch.manual_seed(config.seed)
+
+    use_amp = config.amp and distributed.device.type == "cuda"
+    show = progress and distributed.is_main
+    epochs = tqdm(total=math.ceil(total_steps / steps_per_epoch), initial=step // steps_per_epoch,
+                  desc="epochs", unit="epoch", disable=not show)
+    bar = tqdm(total=total_steps, initial=step, desc="steps", unit="step", disable=not show, leave=False)
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = _epoch_order(task.dataset_size, epoch, config.seed, distributed)
+        indices = order[offset * local_batch : (offset + 1) * local_batch]
+        wrapped.train()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            loss = task.loss(wrapped, task.load_batch(indices))
+        step += 1
+        if distributed.any(not bool(torch.isfinite(loss))):
+            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss), distributed)
+        task.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gradients = [p.grad for p in module.parameters() if p.grad is not None]
+        if distributed.any(not all(bool(torch.isfinite(grad).all()) for grad in gradients)):
+            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss), distributed)
+        task.optimizer.step()
+        if task.scheduler is not None:
+            task.scheduler.step()
+        loss_sum += distributed.mean(float(loss.detach()))
+        loss_count += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss.detach()):.4g}", best=f"{best_metric:.4g}")
+        if (step - epoch * steps_per_epoch) in validate_at or step == total_steps:
+            row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": loss_sum / loss_count}
+            loss_sum, loss_count = 0.0, 0
+            metrics = None
+            if distributed.is_main:
+                module.eval()
+                with torch.no_grad():
+                    metrics = task.validate()
+            metrics = distributed.broadcast(metrics)
+            row.update(metrics)
+            row["lr"] = task.optimizer.param_groups[0]["lr"]
+            rows.append(row)
+            improved = metrics[task.selection_metric] < best_metric
+            if improved:
+                best_metric, best_step = metrics[task.selection_metric], step
+            if distributed.is_main:
+                _checkpoint(run, task, step, rows, best_metric, best_step, improved)
+            distributed.barrier()
+            bar.set_postfix(loss=f"{row['train_loss']:.4g}", best=f"{best_metric:.4g}")
+            if step % steps_per_epoch == 0:
+                epochs.update(1)
+    bar.close()
+    epochs.close()
+    return TrainingResult(step, best_step, best_metric, rows, run.path)
+
+
+def _checkpoint(run, task, step, rows, best_metric, best_step, improved) -> None:
+    exported = task.export()
+    if improved:
+        _save({**exported, "training": {"step": step, "metric": best_metric}}, run.best)
+    state = {
+        "step": step,
+        "model": {k: v.detach().cpu().clone() for k, v in task.model.state_dict().items()},
+        "optimizer": task.optimizer.state_dict(),
+        "scheduler": task.scheduler.state_dict() if task.scheduler is not None else None,
+        "rng": _capture_rng(),
+        "metrics": rows,
+        "best_metric": best_metric,
+        "best_step": best_step,
+    }
+    _save({**exported, "training": state}, run.last)
+    _write_metrics(run.path / METRICS, rows)
+    _plot_curves(run.path / CURVES, rows, task.selection_metric)
+
+
+def _report_nonfinite(run, task, step, indices, loss, distributed) -> None:
+    dump = run.path / f"nonfinite-step{step}.json"
+    if distributed.is_main:
+        with atomic_path(dump) as temporary:
+            temporary.write_text(json.dumps(
+                {"step": step, "loss": loss if math.isfinite(loss) else str(loss), "batch_indices": indices,
+                 "items": task.describe_batch(indices)}, indent=1), encoding="utf-8")
+    distributed.barrier()
+    raise NonFiniteLossError(
+        f"non-finite loss or gradient at step {step} (loss {loss}); batch written to {dump}; "
+        f"{BEST} keeps the last good model"
+    )
+
