@@ -1,0 +1,122 @@
+"""What the ROS 1 and ROS 2 localization nodes share: queue, worker, localizer, outputs.
+
+The ROS callback only hands the incoming message to :meth:`LocalizationCore.receive`
+(no decoding, never blocks); the worker thread decodes the image, runs the localizer and
+calls ``publish`` with the messages to send. Pose and fix go out only while the
+localizer is TRACKING, stamped with the image's own header stamp; diagnostics come from
+:meth:`LocalizationCore.diagnostics` on the node's timer. No ROS import here: each node
+passes its version's message classes and publish function.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from seqvpr.ros.conversions import (
+    MessageTypes,
+    compressed_image_to_rgb,
+    diagnostics_message,
+    estimate_to_fix,
+    estimate_to_pose,
+    image_to_rgb,
+    stamp_to_seconds,
+)
+from seqvpr.ros.params import NodeConfig
+from seqvpr.ros.queue import DropOldestQueue, QueueWorker
+
+__all__ = ["Frame", "LocalizationCore"]
+
+LOGGER = logging.getLogger(__name__)
+
+# Latencies kept for the diagnostics' median and 95th percentile.
+LATENCY_WINDOW = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """An image message as it came in, with the monotonic time it arrived."""
+
+    message: Any
+    received_s: float
+
+
+class LocalizationCore:
+    """Localizes queued image messages on a worker thread and publishes the results.
+
+    Args:
+        config: the node's parameters.
+        localizer: a :class:`seqvpr.localization.StreamingLocalizer`.
+        types: the message classes of the node's ROS version.
+        publish_pose: sends a PoseWithCovarianceStamped.
+        publish_fix: sends a NavSatFix.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        localizer: Any,
+        types: MessageTypes,
+        publish_pose: Callable[[Any], None],
+        publish_fix: Callable[[Any], None],
+    ) -> None:
+        self.config = config
+        self.localizer = localizer
+        self.types = types
+        self._publish_pose = publish_pose
+        self._publish_fix = publish_fix
+        self._decode = compressed_image_to_rgb if config.image_transport == "compressed" else image_to_rgb
+        self._lock = threading.Lock()
+        self._latest = None
+        self._last_received_s: float | None = None
+        self._latencies_s: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.worker = QueueWorker(DropOldestQueue(config.queue_size), self._process, name="seqvpr-localizer")
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def receive(self, message: Any) -> None:
+        """The subscription callback: queue the message, dropping the oldest if full."""
+        now = time.monotonic()
+        self._last_received_s = now
+        self.worker.queue.put(Frame(message, now))
+
+    def _process(self, frame: Frame) -> None:
+        header = frame.message.header
+        stamp_s = stamp_to_seconds(header.stamp)
+        estimate = self.localizer.update(stamp_s, image=self._decode(frame.message))
+        if estimate.has_fix:
+            self._publish_pose(
+                estimate_to_pose(estimate, header.stamp, self.config.frame_id, self.types,
+                                 self.config.heading_stddev_rad)
+            )
+            self._publish_fix(estimate_to_fix(estimate, header.stamp, header.frame_id, self.types))
+            latency_s = time.monotonic() - frame.received_s
+            with self._lock:
+                self._latencies_s.append(latency_s)
+        with self._lock:
+            self._latest = estimate
+
+    def counters(self) -> dict[str, int]:
+        """Frame counters of the node's queue and of the localizer."""
+        counters = self.worker.counters()
+        counters.update({f"localizer_{name}": value for name, value in dict(self.localizer.counters).items()})
+        return counters
+
+    def diagnostics(self, stamp: Any, node_name: str) -> Any:
+        """The DiagnosticArray to publish now (``stamp``: the node's current time)."""
+        with self._lock:
+            estimate, latencies = self._latest, list(self._latencies_s)
+        since = None if self._last_received_s is None else time.monotonic() - self._last_received_s
+        return diagnostics_message(
+            stamp, f"{node_name}: localization", estimate, self.counters(), latencies, self.types,
+            since, self.config.stale_after_s,
+        )
