@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvpr.data.tables import atomic_write_bytes
+from seqvpr.errors import SeqvprError
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -85,24 +86,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as stored (mosaic or colour); colour comes back as RGB.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a readable image (corrupt or truncated).
+        SeqvprError: the file does not exist or is not a readable 8-bit image (corrupt,
+            truncated or empty); names the file.
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise SeqvprError(f"image not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise ValueError(f"{path}: not a readable image (corrupt, truncated or empty file)")
+        raise SeqvprError(f"{path}: not a readable image (corrupt, truncated or empty file)")
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.dtype != np.uint8:
-        raise ValueError(f"{path}: expected 8-bit pixels, got {image.dtype}")
+        raise SeqvprError(f"{path}: expected 8-bit pixels, got {image.dtype}")
     return image
 
 
@@ -165,7 +166,7 @@ def load_undistortion_lut(path: str | os.PathLike, image_shape: tuple[int, int])
     values = np.fromfile(path, dtype=np.float64)
     height, width = image_shape
     if values.size != 2 * height * width:
-        raise ValueError(
+        raise SeqvprError(
             f"{path}: {values.size} values, expected 2 x {height} x {width} = "
             f"{2 * height * width} for images of {width}x{height}"
         )

@@ -25,6 +25,7 @@ import numpy as np
 from seqvpr.data.geo import UtmZone, interpolate_poses, wrap_angle
 from seqvpr.data.tables import read_table
 from seqvpr.data.traverse import Traverse, check_times, single_zone
+from seqvpr.errors import SeqvprError
 
 __all__ = [
     "PoseTrack",
@@ -95,9 +96,9 @@ class RobotCarConfig:
 
     def __post_init__(self) -> None:
         if self.poses not in ("ins", "rtk"):
-            raise ValueError(f"poses must be 'ins' or 'rtk', got {self.poses!r}")
+            raise SeqvprError(f"poses must be 'ins' or 'rtk', got {self.poses!r}")
         if self.camera not in CAMERA_PATTERNS:
-            raise ValueError(f"unknown camera {self.camera!r}; expected one of {sorted(CAMERA_PATTERNS)}")
+            raise SeqvprError(f"unknown camera {self.camera!r}; expected one of {sorted(CAMERA_PATTERNS)}")
 
 
 def read_image_timestamps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +111,7 @@ def read_image_timestamps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
     path = Path(path)
     table = read_table(path, delimiter=" ", columns=("timestamp", "chunk"))
     if len(table) == 0:
-        raise ValueError(f"{path}: no timestamps (empty traverse)")
+        raise SeqvprError(f"{path}: no timestamps (empty traverse)")
     timestamps = table.integers("timestamp")
     check_times(timestamps, path, table.line_numbers, "timestamp")
     return timestamps, np.array(table.line_numbers)
@@ -125,11 +126,11 @@ def _read_track(path: Path, yaw_offset_rad: float, status_column: str | None) ->
     if status_column is not None:
         good = np.array([status == INS_GOOD for status in table.strings(status_column)])
         if not good.any():
-            raise ValueError(f"{path}: no row has {status_column} = {INS_GOOD}")
+            raise SeqvprError(f"{path}: no row has {status_column} = {INS_GOOD}")
         LOGGER.debug("%s: kept %d of %d rows with %s", path, good.sum(), len(table), INS_GOOD)
         table = table.select(good)
     if len(table) < 2:
-        raise ValueError(f"{path}: need at least two pose rows, got {len(table)}")
+        raise SeqvprError(f"{path}: need at least two pose rows, got {len(table)}")
     timestamps = table.integers("timestamp")
     check_times(timestamps, path, table.line_numbers, "timestamp")
     zone = single_zone(table.strings("utm_zone"), path, table.line_numbers)
@@ -165,7 +166,7 @@ def _pose_file(directory: Path, poses: str) -> Path:
     for candidate in (directory / "rtk.csv", directory / "gps" / "rtk.csv"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{directory}: no rtk.csv (looked in {directory} and {directory / 'gps'})")
+    raise SeqvprError(f"{directory}: no rtk.csv (looked in {directory} and {directory / 'gps'})")
 
 
 def read_robotcar_traverse(
@@ -184,7 +185,7 @@ def read_robotcar_traverse(
         ``stereo/centre/<timestamp_us>.png``.
 
     Raises:
-        ValueError: malformed files, a listed image that is missing (unless
+        SeqvprError: malformed files, a listed image that is missing (unless
             ``config.skip_missing_images``) or outside pose coverage (unless
             ``config.drop_uncovered``), naming file and line.
     """
@@ -200,11 +201,11 @@ def read_robotcar_traverse(
             f"not found ({(~present).sum()} of {len(present)} listed images are missing)"
         )
         if not config.skip_missing_images:
-            raise ValueError(message + "; pass skip_missing_images to use the images that exist")
+            raise SeqvprError(message + "; pass --skip-missing-images (Python: skip_missing_images=True) to use the images that exist")
         LOGGER.warning("%s; skipping them", message)
         timestamps_us, lines = timestamps_us[present], lines[present]
         if len(timestamps_us) == 0:
-            raise ValueError(f"{directory / config.camera}: no images (empty traverse)")
+            raise SeqvprError(f"{directory / config.camera}: no images (empty traverse)")
     track = read_ins(_pose_file(directory, "ins")) if config.poses == "ins" else read_rtk(
         _pose_file(directory, "rtk")
     )
@@ -219,11 +220,11 @@ def read_robotcar_traverse(
             f"gaps over {config.max_pose_gap_s} s count as uncovered)"
         )
         if not config.drop_uncovered:
-            raise ValueError(message + "; pass drop_uncovered to skip these images")
+            raise SeqvprError(message + "; pass --drop-uncovered (Python: drop_uncovered=True) to skip these images")
         LOGGER.warning("%s; dropping them", message)
         timestamps_us, times_s = timestamps_us[covered], times_s[covered]
         if len(times_s) == 0:
-            raise ValueError(f"{timestamps_path}: no image inside the pose coverage (empty traverse)")
+            raise SeqvprError(f"{timestamps_path}: no image inside the pose coverage (empty traverse)")
     positions, headings = interpolate_poses(track.times_s, track.positions, track.headings_rad, times_s)
     image_paths = np.array([f"{config.camera}/{stamp}.png" for stamp in timestamps_us], dtype=object)
     return Traverse(

@@ -1,8 +1,9 @@
 """Reading and writing the small CSV tables of the data layer.
 
 Every reader here parses columns by header name (extra or reordered columns are
-tolerated) and reports bad input as a :class:`ValueError` that names the file, the line
-and the column. Writers are atomic: they write a temporary file beside the target and
+tolerated) and reports bad input as a :class:`~seqvpr.errors.SeqvprError` that names
+the file, the line and the column. A UTF-8 byte-order mark (as some spreadsheet programs
+write) is accepted. Writers are atomic: they write a temporary file beside the target and
 move it into place with :func:`os.replace`, so an interrupted command never leaves a
 half-written table behind.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvpr.errors import SeqvprError
 from seqvpr.io import atomic_path
 
 __all__ = ["Table", "read_table", "write_table", "atomic_write_bytes", "atomic_write_text"]
@@ -45,10 +47,10 @@ class Table:
         return column in self.columns
 
     def require(self, *columns: str) -> None:
-        """Raise ``ValueError`` naming the file and the columns it lacks."""
+        """Raise ``SeqvprError`` naming the file and the columns it lacks."""
         missing = [name for name in columns if name not in self.columns]
         if missing:
-            raise ValueError(
+            raise SeqvprError(
                 f"{self.path}: missing column(s) {', '.join(missing)}; "
                 f"the header has {', '.join(self.columns) or 'no columns'}"
             )
@@ -66,12 +68,12 @@ class Table:
             try:
                 values[i] = float(cell)
             except ValueError:
-                raise ValueError(
+                raise SeqvprError(
                     f"{self.path}, line {self.line_numbers[i]}: column {column!r} "
                     f"should be a number, got {cell!r}"
                 ) from None
             if not np.isfinite(values[i]):
-                raise ValueError(
+                raise SeqvprError(
                     f"{self.path}, line {self.line_numbers[i]}: column {column!r} "
                     f"is not finite ({cell!r})"
                 )
@@ -83,10 +85,10 @@ class Table:
         for i, cell in enumerate(self.strings(column)):
             try:
                 values[i] = int(cell)
-            except ValueError:
-                raise ValueError(
+            except (ValueError, OverflowError):
+                raise SeqvprError(
                     f"{self.path}, line {self.line_numbers[i]}: column {column!r} "
-                    f"should be an integer, got {cell!r}"
+                    f"should be an integer (at most 19 digits), got {cell!r}"
                 ) from None
         return values
 
@@ -116,26 +118,33 @@ def read_table(
         columns: names for a file without a header line.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is empty or a row is malformed.
+        SeqvprError: the file does not exist, is not UTF-8 text, is empty, or a row is
+            malformed; names the file (and the line).
     """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as handle:
-        if delimiter == " ":
-            lines = [(n, line.split()) for n, line in enumerate(handle, start=1)]
-        else:
-            lines = list(enumerate(csv.reader(handle, delimiter=delimiter), start=1))
+    if not path.is_file():
+        raise SeqvprError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            if delimiter == " ":
+                lines = [(n, line.split()) for n, line in enumerate(handle, start=1)]
+            else:
+                lines = list(enumerate(csv.reader(handle, delimiter=delimiter), start=1))
+    except UnicodeDecodeError as error:
+        raise SeqvprError(f"{path}: not a UTF-8 text table ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise SeqvprError(f"{path}: not a readable CSV table ({error})") from None
     lines = [(n, cells) for n, cells in lines if cells and any(c.strip() for c in cells)]
     if columns is None:
         if not lines:
-            raise ValueError(f"{path}: the file is empty (expected a header line)")
+            raise SeqvprError(f"{path}: the file is empty (expected a header line)")
         header = tuple(cell.strip() for cell in lines[0][1])
         lines = lines[1:]
     else:
         header = tuple(columns)
     for line_number, cells in lines:
         if len(cells) != len(header):
-            raise ValueError(
+            raise SeqvprError(
                 f"{path}, line {line_number}: {len(cells)} cells, but the header has "
                 f"{len(header)} columns"
             )

@@ -11,6 +11,7 @@ from seqvpr.data.images import (
     undistort,
     write_png,
 )
+from seqvpr.errors import SeqvprError
 
 
 def test_gbrg_mosaic_layout():
@@ -58,7 +59,7 @@ def test_corrupt_and_missing_images_raise_naming_the_file(tmp_path):
     for name in ("truncated.png", "garbage.png", "empty.png"):
         with pytest.raises(ValueError, match=f"{name}: not a readable image"):
             read_image(tmp_path / name)
-    with pytest.raises(FileNotFoundError, match="nothing.png"):
+    with pytest.raises(SeqvprError, match="nothing.png"):
         read_image(tmp_path / "nothing.png")
 
 

@@ -7,11 +7,12 @@ import pytest
 from seqvpr.data.geo import wrap_angle
 from seqvpr.data.images import demosaic, read_image, read_rgb, write_png
 from seqvpr.data.prepare import PrepareConfig, prepare_robotcar
-from seqvpr.data.robotcar import RobotCarConfig, read_ins, read_robotcar_traverse
+from seqvpr.data.robotcar import RobotCarConfig, read_image_timestamps, read_ins, read_robotcar_traverse
 from seqvpr.data.synth.render import CONDITIONS, Camera, Vehicles, render_frame, sensor_mosaic
 from seqvpr.data.synth.world import WorldConfig, build_world
 from seqvpr.data.tables import read_table, write_table
 from seqvpr.data.traverse import read_traverse
+from seqvpr.errors import SeqvprError
 
 
 @pytest.fixture
@@ -159,3 +160,10 @@ def test_red_facade_decodes_red(tmp_path):
     patch = decoded[4:16, 2:10].reshape(-1, 3).mean(axis=0)
     assert patch[0] > 150 and patch[0] > 3 * patch[1] and patch[0] > 3 * patch[2]
     np.testing.assert_allclose(decoded[4:16, 2:10], rendered[4:16, 2:10], atol=40)
+
+
+def test_huge_timestamp_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "stereo.timestamps"
+    path.write_text("1000 1\n2000 1\n" + "9" * 25 + " 1\n")
+    with pytest.raises(SeqvprError, match=r"stereo.timestamps, line 3: column 'timestamp' should be an integer"):
+        read_image_timestamps(path)

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,14 @@ def test_data_modules_import_no_optional_dependency():
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(completed.stdout) == []
+
+
+def test_traverse_csv_with_byte_order_mark_reads_the_same(tiny_world, tmp_path):
+    name = tiny_world.truths[0].name
+    copy = shutil.copytree(tiny_world.prepared / name, tmp_path / name)
+    csv = copy / "traverse.csv"
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    plain, marked = read_traverse(tiny_world.prepared / name), read_traverse(copy)
+    np.testing.assert_array_equal(marked.times_s, plain.times_s)
+    np.testing.assert_array_equal(marked.positions, plain.positions)
+    assert marked.condition == plain.condition == "overcast"
