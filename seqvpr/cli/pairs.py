@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqvpr.cli.argtypes import fraction
+
 NAME = "pairs"
 HELP = "build reference/query sequence pairs (25 frames 5 m apart / 10 frames at ~1 Hz) per split and condition"
 DESCRIPTION = """\
@@ -16,7 +18,9 @@ backwards, stand still, face another way or span a reference time gap are droppe
 
 Splits come from --split-file (YAML, see docs/data.md) or, by default, from the route
 of one reference traverse: its first --train-fraction is train/val, the rest test.
-Writes OUT/<split>_<condition>.csv (schema in docs/data.md) and OUT/summary.json.
+Writes OUT/<split>_<condition>.csv (schema in docs/data.md) and OUT/summary.json as
+one set (files of an earlier run do not survive). A rerun with other options stops
+unless --overwrite is given.
 """
 
 
@@ -28,9 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", default=None, help="reference traverse of the geographic split (default: first by name)"
     )
     parser.add_argument(
-        "--train-fraction", type=float, default=0.7, help="share of the route for train/val (default 0.7)"
+        "--train-fraction", type=fraction, default=0.7, help="share of the route for train/val (default 0.7)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of jitter and sampling (default 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if it holds pairs built with other options")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = make_pairs(
         args.root, args.out, split_file=args.split_file, reference=args.reference,
-        train_fraction=args.train_fraction, seed=args.seed, progress=True,
+        train_fraction=args.train_fraction, seed=args.seed, progress=True, overwrite=args.overwrite,
     )
     for name, split in summary["splits"].items():
         conditions = ", ".join(f"{c} {v['pairs']}" for c, v in split["by_condition"].items()) or "none"

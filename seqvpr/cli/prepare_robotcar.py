@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqvpr.cli.argtypes import positive_int
+
 NAME = "prepare-robotcar"
 HELP = "demosaic, undistort and resize RobotCar traverses into the generic traverse format"
 DESCRIPTION = """\
@@ -15,8 +17,10 @@ to a long side of 240 pixels and write
   OUT/<date>/images/<timestamp_us>.png    RGB
   OUT/<date>/traverse.csv                 image,time_s,easting_m,northing_m,utm_zone,heading_rad,condition
 
-Resumable: images already written are kept. Works on `seqvpr synth` output too (its
-conditions.csv labels the traverses). Next step: `seqvpr pairs`.
+Resumable: the source folder, camera, long side and lookup table are recorded in
+OUT/seqvpr-options.yaml; a rerun with the same ones keeps the images already written,
+a rerun with others stops (pass --overwrite to rebuild OUT). Works on `seqvpr synth`
+output too (its conditions.csv labels the traverses). Next step: `seqvpr pairs`.
 """
 
 
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--conditions", default=None,
         help="CSV with columns traverse,condition labelling traverses (default: RAW/conditions.csv if present)",
     )
-    parser.add_argument("--long-side", type=int, default=240, help="output image long side, pixels (default 240)")
+    parser.add_argument("--long-side", type=positive_int, default=240, help="output image long side, pixels (default 240)")
     parser.add_argument("--undistortion-lut", default=None, help="SDK *_distortion_lut.bin of the camera")
     parser.add_argument(
         "--drop-uncovered", action="store_true",
@@ -40,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-missing-images", action="store_true",
         help="use only the listed images that exist (e.g. some chunks not downloaded) instead of an error",
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rebuild OUT if it holds images prepared with other options")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
             skip_missing_images=args.skip_missing_images,
             condition=conditions.get(directory.name, "unknown"),
         )
-        out_dir = prepare_robotcar(directory, args.out, reader, config, progress=True)
+        out_dir = prepare_robotcar(directory, args.out, reader, config, progress=True, overwrite=args.overwrite)
         print(f"{directory.name}: prepared into {out_dir}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqvpr.cli.argtypes import positive_float, positive_int
+
 NAME = "synth"
 HELP = "render a synthetic street world as RobotCar-layout traverses (demo, tests, CI)"
 DESCRIPTION = """\
@@ -18,7 +20,9 @@ Render a procedural street world along a ~1 km route placed at a real latitude/l
 Traverses differ in condition (lighting, colour cast, snow, night, parked vehicles,
 noise), lane offset and speed profile (stops, accelerations). Facades repeat with
 variations, so place recognition is possible but not trivial. Deterministic from the
-seed; resumable (existing images are kept). Next step: `seqvpr prepare-robotcar`.
+seed; resumable: the options are recorded in OUT/seqvpr-options.yaml, a rerun with the
+same options keeps the images already written, a rerun with other options stops (pass
+--overwrite to rebuild the folder). Next step: `seqvpr prepare-robotcar`.
 """
 
 
@@ -30,11 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated conditions, one traverse each "
         "(overcast, sunny, snow, dusk, night; default overcast,sunny,snow,night)",
     )
-    parser.add_argument("--length-m", type=float, default=1000.0, help="route length in metres (default 1000)")
-    parser.add_argument("--width", type=int, default=240, help="image width in pixels, even (default 240)")
-    parser.add_argument("--height", type=int, default=180, help="image height in pixels, even (default 180)")
-    parser.add_argument("--fps", type=float, default=5.0, help="camera frame rate in Hz (default 5)")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering traverses in parallel (default 2)")
+    parser.add_argument("--length-m", type=positive_float, default=1000.0,
+                        help="route length in metres (default 1000)")
+    parser.add_argument("--width", type=positive_int, default=240, help="image width in pixels, even (default 240)")
+    parser.add_argument("--height", type=positive_int, default=180, help="image height in pixels, even (default 180)")
+    parser.add_argument("--fps", type=positive_float, default=5.0, help="camera frame rate in Hz (default 5)")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="processes rendering traverses in parallel (default 2)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rebuild OUT if it holds a world rendered with other options")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         frame_rate_hz=args.fps,
     )
     started = time.perf_counter()
-    truths = synthesize(config, args.out, seed=args.seed, workers=args.workers, progress=True)
+    truths = synthesize(config, args.out, seed=args.seed, workers=args.workers, progress=True,
+                        overwrite=args.overwrite)
     elapsed = time.perf_counter() - started
     for truth in truths:
         print(f"{truth.name}  {truth.condition:9s} {len(truth):5d} images  {truth.path_length_m[-1]:7.1f} m")

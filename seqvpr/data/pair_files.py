@@ -22,15 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from seqvpr.config import config_from_dict
+from seqvpr.config import config_from_dict, load_yaml
 from seqvpr.data.pairs import PRESETS, PairConfig, SequencePair, build_pairs
 from seqvpr.data.tables import atomic_write_text, read_table, write_table
 from seqvpr.data.traverse import Traverse, find_traverses
+from seqvpr.errors import SeqvprError
+from seqvpr.io import OPTIONS_FILE, claim_output_dir
 
 __all__ = [
     "Split",
@@ -71,38 +75,37 @@ def read_split_file(path: str | os.PathLike, traverses: list[Traverse]) -> list[
     """Read a YAML split file (format in the module docstring).
 
     Raises:
-        ValueError: unknown keys, unknown traverse names, bad regions; naming the file.
+        SeqvprError: not valid YAML, unknown keys, values of the wrong type, unknown
+            traverse names, bad regions; naming the file.
     """
-    import yaml
-
     path = Path(path)
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document = load_yaml(path)
     if not isinstance(document, dict) or set(document) != {"splits"} or not isinstance(document["splits"], dict):
-        raise ValueError(f"{path}: expected one top-level key 'splits' mapping split names to settings")
+        raise SeqvprError(f"{path}: expected one top-level key 'splits' mapping split names to settings")
     names = [traverse.name for traverse in traverses]
     splits = []
     for split_name, settings in document["splits"].items():
         where = f"{path}: splits.{split_name}"
         if not isinstance(settings, dict) or "references" not in settings:
-            raise ValueError(f"{where}: expected a mapping with at least 'references'")
+            raise SeqvprError(f"{where}: expected a mapping with at least 'references'")
         settings = dict(settings)
         references = settings.pop("references")
         queries = settings.pop("queries", [n for n in names if n not in references])
         if not isinstance(references, list) or not isinstance(queries, list):
-            raise ValueError(f"{where}: references and queries must be lists of traverse names")
+            raise SeqvprError(f"{where}: references and queries must be lists of traverse names")
         references, queries = tuple(map(str, references)), tuple(map(str, queries))
         for name in references + queries:
             if name not in names:
-                raise ValueError(f"{where}: unknown traverse {name!r}; found {', '.join(names)}")
+                raise SeqvprError(f"{where}: unknown traverse {name!r}; found {', '.join(names)}")
         masks = {}
         region = settings.pop("region", None)
         if region is not None:
             if not isinstance(region, dict) or set(region) != set(_REGION_KEYS):
-                raise ValueError(f"{where}.region: expected exactly the keys {', '.join(_REGION_KEYS)}")
+                raise SeqvprError(f"{where}.region: expected exactly the keys {', '.join(_REGION_KEYS)}")
             try:
                 bounds = {key: float(region[key]) for key in _REGION_KEYS}
             except (TypeError, ValueError):
-                raise ValueError(f"{where}.region: bounds must be numbers (UTM metres), got {region}") from None
+                raise SeqvprError(f"{where}.region: bounds must be numbers (UTM metres), got {region}") from None
             for traverse in traverses:
                 easting, northing = traverse.positions[:, 0], traverse.positions[:, 1]
                 masks[traverse.name] = (
@@ -136,9 +139,9 @@ def route_splits(
     by_name = {traverse.name: traverse for traverse in traverses}
     reference = reference or min(by_name)
     if reference not in by_name:
-        raise ValueError(f"reference traverse {reference!r} not found; found {', '.join(sorted(by_name))}")
+        raise SeqvprError(f"reference traverse {reference!r} not found; found {', '.join(sorted(by_name))}")
     if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+        raise SeqvprError(f"train_fraction must be in (0, 1), got {train_fraction}")
     anchor = by_name[reference]
     path_m = anchor.path_length_m
     anchor_in_train = path_m <= train_fraction * path_m[-1]
@@ -227,13 +230,14 @@ def read_pairs(path: str | os.PathLike) -> list[SequencePair]:
     """Read a pairs CSV written by :func:`write_pairs`.
 
     Raises:
-        ValueError: missing columns or bad cells, naming file, line and column.
+        SeqvprError: missing columns, bad cells or a sequence whose times do not
+            increase, naming file, line and column.
     """
     table = read_table(path)
     reference_length = _count_indexed(table.columns, "reference_image")
     query_length = _count_indexed(table.columns, "query_image")
     if reference_length < 2 or query_length < 2:
-        raise ValueError(f"{table.path}: not a pairs CSV (needs reference_image_0.. and query_image_0.. columns)")
+        raise SeqvprError(f"{table.path}: not a pairs CSV (needs reference_image_0.. and query_image_0.. columns)")
     table.require(*pair_columns(reference_length, query_length))
 
     def block(prefix: str, count: int, kind: str) -> np.ndarray:
@@ -252,6 +256,16 @@ def read_pairs(path: str | os.PathLike) -> list[SequencePair]:
             ),
             block(f"{prefix}_heading_rad", count, "float"),
         )
+    for prefix, count in (("reference", reference_length), ("query", query_length)):
+        times = data[prefix][1]
+        bad_rows, bad_columns = np.nonzero(np.diff(times, axis=1) <= 0)
+        if bad_rows.size:
+            row, column = int(bad_rows[0]), int(bad_columns[0]) + 1
+            raise SeqvprError(
+                f"{table.path}, line {table.line_numbers[row]}: {prefix}_time_s_{column} "
+                f"{times[row, column]!r} does not follow {prefix}_time_s_{column - 1} "
+                f"{times[row, column - 1]!r}; the times of a sequence must be strictly increasing"
+            )
     true_warp = block("true_time_s", query_length, "float")
     true_positions = np.stack(
         [block("true_easting_m", query_length, "float"), block("true_northing_m", query_length, "float")], axis=-1
@@ -280,8 +294,14 @@ def make_pairs(
     train_fraction: float = 0.7,
     seed: int = 0,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Build and write the pairs dataset (the ``seqvpr pairs`` step).
+
+    Every pair is built before anything is written. The CSVs and ``summary.json`` are
+    then written as one set: into a temporary folder beside ``out`` that replaces it,
+    so no CSV of an earlier run survives beside a summary that does not list it. The
+    options are recorded in ``out`` (:func:`seqvpr.io.claim_output_dir`).
 
     Args:
         traverse_root: directory of prepared traverses (``<name>/traverse.csv``).
@@ -291,9 +311,15 @@ def make_pairs(
         train_fraction: train/val share of the route in the geographic split.
         seed: seeds jitter and sampling (same seed, same pairs).
         progress: show a progress bar per split.
+        overwrite: replace an ``out`` written with other options instead of stopping.
 
     Returns:
         the summary also written to ``<out>/summary.json``.
+
+    Raises:
+        SeqvprError: bad traverses or split file, naming the file.
+        OutputConflictError: ``out`` holds pairs built with other options, unless
+            ``overwrite``.
     """
     traverses = find_traverses(traverse_root, check_images=False)
     if split_file is not None:
@@ -303,9 +329,10 @@ def make_pairs(
     by_name = {traverse.name: traverse for traverse in traverses}
     zones = {str(traverse.zone) for traverse in traverses}
     if len(zones) > 1:
-        raise ValueError(f"{traverse_root}: traverses in several UTM zones ({', '.join(sorted(zones))})")
+        raise SeqvprError(f"{traverse_root}: traverses in several UTM zones ({', '.join(sorted(zones))})")
     out = Path(out)
     summary = {"seed": seed, "traverse_root": str(traverse_root), "splits": {}}
+    files: dict[str, list[SequencePair]] = {}
     for split_index, split in enumerate(splits):
         rng = np.random.default_rng([seed, split_index])
         references = [piece for name in split.references for piece in _pieces(by_name[name], split.masks.get(name))]
@@ -314,19 +341,42 @@ def make_pairs(
         by_condition: dict[str, list[SequencePair]] = {}
         for pair in pairs:
             by_condition.setdefault(pair.query_condition, []).append(pair)
-        files = {}
+        entries = {}
         for condition, condition_pairs in sorted(by_condition.items()):
-            path = out / f"{split.name}_{condition}.csv"
-            write_pairs(path, condition_pairs)
-            files[condition] = {"file": path.name, "pairs": len(condition_pairs)}
+            name = f"{split.name}_{condition}.csv"
+            files[name] = condition_pairs
+            entries[condition] = {"file": name, "pairs": len(condition_pairs)}
         summary["splits"][split.name] = {
             "references": list(split.references), "queries": list(split.queries),
-            "pairs": len(pairs), "by_condition": files,
+            "pairs": len(pairs), "by_condition": entries,
             "reference_sequences": counts.pop("reference_sequences"),
             "candidates": counts.pop("candidates"), "dropped": counts,
             "config": asdict(split.config),
         }
         LOGGER.info("split %s: %d pairs from %d reference sequences", split.name, len(pairs),
                     summary["splits"][split.name]["reference_sequences"])
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    options = {"traverse_root": Path(traverse_root), "split_file": split_file and Path(split_file),
+               "reference": reference, "train_fraction": train_fraction, "seed": seed}
+    claim_output_dir(out, options, overwrite=overwrite, command="pairs")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
+    try:
+        for name, pairs in files.items():
+            write_pairs(staging / name, pairs)
+        atomic_write_text(staging / "summary.json", json.dumps(summary, indent=2) + "\n")
+        shutil.copy2(out / OPTIONS_FILE, staging / OPTIONS_FILE)
+        _replace_folder(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return summary
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Puts folder ``new`` in the place of folder ``out`` (two renames), with umask permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(new, 0o777 & ~mask)
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old)

@@ -5,7 +5,9 @@ user's SDK lookup table, resize to a long side of 240 pixels, and write an RGB P
 ``<out>/<date>/images/<timestamp_us>.png``; then write ``<out>/<date>/traverse.csv``
 with the interpolated poses. Images already written are kept, so an interrupted run
 resumes where it stopped; the CSV is written last (atomically), so a traverse
-directory with a ``traverse.csv`` is complete.
+directory with a ``traverse.csv`` is complete. The settings that shape the images
+(source folder, camera, long side, lookup table) are recorded in ``<out>`` by
+:func:`seqvpr.io.claim_output_dir`: only a run with the same settings reuses images.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from seqvpr.data.images import (
 )
 from seqvpr.data.robotcar import CAMERA_PATTERNS, RobotCarConfig, read_robotcar_traverse
 from seqvpr.data.traverse import Traverse, write_traverse
+from seqvpr.errors import SeqvprError
+from seqvpr.io import claim_output_dir
 
 __all__ = ["PrepareConfig", "prepare_robotcar"]
 
@@ -47,6 +51,12 @@ class PrepareConfig:
     undistortion_lut: Path | None = None
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.long_side, bool) or not isinstance(self.long_side, int) or self.long_side < 1:
+            raise SeqvprError(f"long side must be a whole number of pixels >= 1, got {self.long_side!r}")
+        if self.undistortion_lut is not None and not Path(self.undistortion_lut).is_file():
+            raise SeqvprError(f"undistortion lookup table {self.undistortion_lut}: no such file")
+
 
 def prepare_robotcar(
     directory: str | os.PathLike,
@@ -54,6 +64,7 @@ def prepare_robotcar(
     reader: RobotCarConfig = RobotCarConfig(),
     config: PrepareConfig = PrepareConfig(),
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Preprocess one RobotCar traverse.
 
@@ -63,16 +74,26 @@ def prepare_robotcar(
         reader: how to read the raw traverse (camera, poses, coverage policy).
         config: image preprocessing options.
         progress: show a tqdm progress bar.
+        overwrite: empty an ``out_root`` prepared with other image settings instead of
+            stopping.
 
     Returns:
         the output traverse directory.
 
     Raises:
-        ValueError: bad input (malformed files, corrupt image), naming the file.
+        SeqvprError: bad input (malformed files, corrupt image), naming the file.
+        OutputConflictError: ``out_root`` holds images prepared with other settings
+            (names them), unless ``overwrite``.
     """
     from tqdm import tqdm
 
+    directory = Path(directory)
     raw = read_robotcar_traverse(directory, reader)
+    options = {
+        "source": directory.parent, "camera": reader.camera, "long_side": config.long_side,
+        "undistortion_lut": config.undistortion_lut,
+    }
+    claim_output_dir(out_root, options, overwrite=overwrite, command="prepare-robotcar")
     pattern = CAMERA_PATTERNS[reader.camera]
     out_dir = Path(out_root) / raw.name
     lut = None
@@ -87,7 +108,7 @@ def prepare_robotcar(
             continue
         mosaic = read_image(raw.image_path(index))
         if mosaic.ndim != 2:
-            raise ValueError(
+            raise SeqvprError(
                 f"{raw.image_path(index)}: expected a single-channel 8-bit Bayer image "
                 f"({pattern.upper()}), got shape {mosaic.shape}"
             )

@@ -19,7 +19,9 @@ from seqvpr.data.pairs import (
     distance_subsample,
     project_onto_polyline,
 )
+from seqvpr.data.tables import read_table
 from seqvpr.data.traverse import Traverse, find_traverses
+from seqvpr.errors import SeqvprError
 
 
 def test_distance_subsample_takes_first_value_past_each_step():
@@ -222,3 +224,18 @@ def test_make_pairs_writes_csv_per_split_and_condition(tmp_path, tiny_world):
     assert again["splits"] == summary["splits"]
     for csv in (tmp_path / "pairs").glob("*.csv"):
         assert csv.read_bytes() == (tmp_path / "again" / csv.name).read_bytes()
+
+
+def test_pairs_csv_with_repeated_time_names_file_line_and_column(tiny_world, tmp_path):
+    out = tmp_path / "pairs"
+    make_pairs(tiny_world.prepared, out, train_fraction=0.5, seed=4)
+    path = out / "test_snow.csv"
+    assert len(read_pairs(path)) > 0
+    table = read_table(path)
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[table.columns.index("query_time_s_4")] = cells[table.columns.index("query_time_s_3")]
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SeqvprError, match=r"test_snow.csv, line 3: query_time_s_4 .* does not follow query_time_s_3"):
+        read_pairs(path)

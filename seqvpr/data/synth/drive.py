@@ -34,8 +34,11 @@ from seqvpr.data.geo import UtmZone, latlon_to_utm, utm_to_latlon, wrap_angle
 from seqvpr.data.images import write_png
 from seqvpr.data.synth.render import CONDITIONS, Camera, Vehicles, render_frame, sensor_mosaic
 from seqvpr.data.synth.world import World, WorldConfig, build_world
+from seqvpr.config import config_to_dict
 from seqvpr.data.tables import atomic_write_text, write_table
 from seqvpr.data.traverse import Traverse
+from seqvpr.errors import SeqvprError
+from seqvpr.io import claim_output_dir
 
 __all__ = ["SynthConfig", "DriveProfile", "simulate_drive", "synthesize", "CONDITIONS_CSV"]
 
@@ -75,11 +78,11 @@ class SynthConfig:
     def __post_init__(self) -> None:
         unknown = [name for name in self.conditions if name not in CONDITIONS]
         if unknown:
-            raise ValueError(f"unknown condition(s) {unknown}; expected some of {sorted(CONDITIONS)}")
+            raise SeqvprError(f"unknown condition(s) {unknown}; expected some of {sorted(CONDITIONS)}")
         if not self.conditions:
-            raise ValueError("at least one condition (one traverse) is needed")
+            raise SeqvprError("at least one condition (one traverse) is needed")
         if not 0 < self.frame_rate_hz <= self.ins_rate_hz:
-            raise ValueError(f"frame_rate_hz must be in (0, ins_rate_hz], got {self.frame_rate_hz}")
+            raise SeqvprError(f"frame_rate_hz must be in (0, ins_rate_hz], got {self.frame_rate_hz}")
 
 
 @dataclass(frozen=True)
@@ -272,13 +275,26 @@ def _write_ins(path: Path, start_us: int, times_s: np.ndarray, positions: np.nda
     write_table(path, INS_COLUMNS, rows)
 
 
+def _options(config: SynthConfig, seed: int) -> dict:
+    """The settings that determine the output files, flat (``camera.width``...)."""
+    options = {"seed": seed}
+    for key, value in config_to_dict(config).items():
+        if isinstance(value, dict):
+            options.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            options[key] = value
+    return options
+
+
 def synthesize(config: SynthConfig, out: str | os.PathLike, seed: int = 0, workers: int = 1,
-               progress: bool = False) -> list[Traverse]:
+               progress: bool = False, overwrite: bool = False) -> list[Traverse]:
     """Render a synthetic world's traverses in the RobotCar layout.
 
     Deterministic: the same config and seed give the same files. Resumable: images
     that exist are not rendered again (each frame has its own seeded noise, so a
-    resumed run writes the same files as an uninterrupted one).
+    resumed run writes the same files as an uninterrupted one). The settings are
+    recorded in the output folder (:func:`seqvpr.io.claim_output_dir`), so a folder is
+    only resumed by a run with the same config and seed.
 
     Args:
         config: what to render.
@@ -286,13 +302,19 @@ def synthesize(config: SynthConfig, out: str | os.PathLike, seed: int = 0, worke
         seed: world and traverse seed.
         workers: processes to render traverses in parallel.
         progress: show progress bars.
+        overwrite: empty a folder written with other settings instead of stopping.
 
     Returns:
         the ground truth of each traverse: image paths, times and poses exactly as
         generated (positions in UTM, zone from ``config.origin_latlon``).
+
+    Raises:
+        OutputConflictError: ``out`` holds a world rendered with other settings
+            (names them), unless ``overwrite``.
+        SeqvprError: ``out`` is a file or a folder that seqvpr did not write.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, _options(config, seed), overwrite=overwrite, command="synth")
     indices = range(len(config.conditions))
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

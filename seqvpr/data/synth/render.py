@@ -19,6 +19,7 @@ import numpy as np
 
 from seqvpr.data.images import bayer_mosaic
 from seqvpr.data.synth.world import LAMP, TRAFFIC_LIGHT, TREE_CROWN, World
+from seqvpr.errors import SeqvprError
 
 __all__ = ["Camera", "Condition", "CONDITIONS", "Vehicles", "render_frame", "sensor_mosaic"]
 
@@ -46,7 +47,7 @@ class Camera:
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or self.width < 8 or self.height < 8:
-            raise ValueError(f"image size must be even and at least 8x8, got {self.width}x{self.height}")
+            raise SeqvprError(f"image size must be even and at least 8x8, got {self.width}x{self.height}")
 
     @property
     def focal_px(self) -> float:

@@ -15,9 +15,12 @@ metres along each facade), sampled by the renderer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from seqvpr.errors import SeqvprError
 
 __all__ = ["WorldConfig", "Route", "World", "build_world"]
 
@@ -54,6 +57,10 @@ class WorldConfig:
     pixels_per_m: float = 8.0
     sign_probability: float = 0.3
     tree_spacing_m: float = 22.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.route_length_m) and self.route_length_m > 0):
+            raise SeqvprError(f"route length must be a number of metres above 0, got {self.route_length_m}")
 
 
 @dataclass(frozen=True)
