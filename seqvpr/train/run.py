@@ -59,6 +59,7 @@ __all__ = [
     "LoopConfig",
     "Distributed",
     "setup_distributed",
+    "teardown_distributed",
     "RunFolder",
     "open_run",
     "read_run_options",

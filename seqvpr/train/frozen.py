@@ -1,0 +1,211 @@
+"""Frozen and trainable parts of a NetVLAD encoder, and the on-disk cache of frozen features.
+
+Fine-tuning trains the last layers of the encoder (the paper: conv5 + NetVLAD). The
+layers before them are frozen, so their output for an image never changes during a run:
+:class:`FrozenFeatures` computes it once per image and keeps it on disk as float16, keyed
+by the image's content (SHA-1 of the file) and by a hash of the frozen layers (weights,
+input size, pixel normalisation), so runs with other seeds or losses reuse it. Each
+training step then runs only :class:`TrainablePart`.
+
+Cache layout: ``<cache>/<frozen hash>/features.npy`` (float16, (N, C, H, W), memory-mapped)
+and ``keys.json`` (the N image keys in row order); both replaced atomically when images
+are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqvpr.errors import SeqvprError
+from seqvpr.io import atomic_path
+from seqvpr.vpr.encoder import NetVLADEncoder, images_to_tensor
+
+__all__ = ["VGG16_CONV_LAYERS", "FrozenPart", "TrainablePart", "split_encoder", "FrozenFeatures", "image_key"]
+
+logger = logging.getLogger(__name__)
+
+# Name -> index in torchvision's VGG16 `features` (the encoder's backbone keeps these indices).
+VGG16_CONV_LAYERS = {
+    "conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10, "conv3_2": 12, "conv3_3": 14,
+    "conv4_1": 17, "conv4_2": 19, "conv4_3": 21, "conv5_1": 24, "conv5_2": 26, "conv5_3": 28,
+}
+
+
+class FrozenPart(nn.Module):
+    """Pixel normalisation and the backbone layers before the first trainable one.
+
+    Shares its layers with the encoder. ``forward``: RGB in [0, 1], (B, 3, H, W) ->
+    features (B, C, H', W').
+    """
+
+    def __init__(self, encoder: NetVLADEncoder, start: int) -> None:
+        super().__init__()
+        self.encoder_config = encoder.config
+        self.layers = nn.Sequential(*list(encoder.backbone.children())[:start])
+        self.register_buffer("_scale", encoder._pixel_scale, persistent=False)
+        self.register_buffer("_mean", encoder._pixel_mean, persistent=False)
+        self.register_buffer("_std", encoder._pixel_std, persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.layers((images * self._scale - self._mean) / self._std)
+
+    def fingerprint(self) -> str:
+        """A hash of the weights, the input size and the pixel normalisation."""
+        digest = hashlib.sha1(json.dumps(self.encoder_config.to_dict(), sort_keys=True).encode())
+        digest.update(str(len(self.layers)).encode())
+        for name, tensor in sorted(self.layers.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+class TrainablePart(nn.Module):
+    """The remaining backbone layers, NetVLAD and PCA (if any); shares them with the encoder.
+
+    ``forward``: frozen features (B, C, H', W') -> descriptors (B, D), L2-normalised.
+    """
+
+    def __init__(self, encoder: NetVLADEncoder, start: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*list(encoder.backbone.children())[start:])
+        self.netvlad = encoder.netvlad
+        self.pca = encoder.pca
+
+    def forward(self, features: Tensor) -> Tensor:
+        descriptors = self.netvlad(self.layers(features))
+        return self.pca(descriptors) if self.pca is not None else descriptors
+
+
+def split_encoder(encoder: NetVLADEncoder, trainable_from: str) -> tuple[FrozenPart, TrainablePart]:
+    """Splits the encoder at a layer; the frozen part's parameters stop requiring grad.
+
+    Args:
+        encoder: the model to fine-tune.
+        trainable_from: first trainable layer: a VGG16 convolution (``conv5_1`` trains
+            conv5_1..conv5_3 and NetVLAD, the paper's choice) or ``netvlad`` (NetVLAD and
+            PCA only).
+
+    Raises:
+        SeqvprError: the layer is unknown or not in this encoder's backbone.
+    """
+    depth = len(encoder.backbone)
+    if trainable_from == "netvlad":
+        start = depth
+    elif trainable_from in VGG16_CONV_LAYERS:
+        start = VGG16_CONV_LAYERS[trainable_from]
+        if start >= depth:
+            last = max((name for name, index in VGG16_CONV_LAYERS.items() if index < depth), key=VGG16_CONV_LAYERS.get)
+            raise SeqvprError(
+                f"trainable_from {trainable_from!r} is not in this encoder: its backbone has "
+                f"{encoder.config.backbone_blocks} VGG16 block(s) and ends at {last}"
+            )
+    else:
+        raise SeqvprError(
+            f"trainable_from must be 'netvlad' or one of {', '.join(VGG16_CONV_LAYERS)}, got {trainable_from!r}"
+        )
+    frozen, trainable = FrozenPart(encoder, start), TrainablePart(encoder, start)
+    frozen.requires_grad_(False)
+    trainable.requires_grad_(True)
+    return frozen, trainable
+
+
+def image_key(path: Path) -> str:
+    """The cache key of an image file: SHA-1 of its bytes."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+class FrozenFeatures:
+    """Frozen-part outputs of images, computed once and cached (or recomputed each time).
+
+    Args:
+        frozen: the frozen part (its fingerprint names the cache folder).
+        cache: cache root folder, or None to run the frozen layers on every request (the
+            slow path, kept for comparison and for datasets too large to cache).
+        device: where features are returned (and computed).
+        batch_size: images per batch when computing.
+    """
+
+    def __init__(self, frozen: FrozenPart, cache: Path | None, device: torch.device, batch_size: int = 16) -> None:
+        self.frozen = frozen.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.folder = None if cache is None else Path(cache) / frozen.fingerprint()
+        self._rows: dict[Path, int] = {}
+        self._array: np.ndarray | None = None
+
+    @torch.no_grad()
+    def _compute(self, paths: Sequence[Path]) -> Tensor:
+        from seqvpr.data.images import read_rgb
+
+        outputs = []
+        for start in range(0, len(paths), self.batch_size):
+            images = [read_rgb(path) for path in paths[start : start + self.batch_size]]
+            batch = images_to_tensor(images, self.frozen.encoder_config).to(self.device)
+            outputs.append(self.frozen(batch))
+        return torch.cat(outputs)
+
+    def prepare(self, paths: Sequence[Path], progress: bool = False) -> None:
+        """Makes the features of ``paths`` available, computing and caching missing ones.
+
+        Raises:
+            SeqvprError: an image file is missing.
+        """
+        missing_files = [path for path in paths if not Path(path).is_file()]
+        if missing_files:
+            raise SeqvprError(f"image {missing_files[0]} does not exist ({len(missing_files)} missing in all)")
+        if self.folder is None:
+            return
+        from tqdm import tqdm
+
+        unique = sorted(set(map(Path, paths)))
+        keys = {path: image_key(path) for path in tqdm(unique, desc="hashing images", disable=not progress,
+                                                         leave=False)}
+        stored = self._stored_keys()
+        new = sorted({key: path for path, key in keys.items() if key not in stored}.items())
+        if new:
+            old = self._open() if stored else None
+            features = []
+            chunks = range(0, len(new), self.batch_size)
+            for start in tqdm(chunks, desc="frozen features", unit="batch", disable=not progress, leave=False):
+                chunk = [path for _, path in new[start : start + self.batch_size]]
+                features.append(self._compute(chunk).to(torch.float16).cpu().numpy())
+            added = np.concatenate(features)
+            rows = (len(stored) if old is None else len(old)) + len(added)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.folder / "features.npy") as temporary:
+                array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16,
+                                                  shape=(rows, *added.shape[1:]))
+                if old is not None:
+                    array[: len(old)] = old
+                array[rows - len(added):] = added
+                array.flush()
+                del array
+            with atomic_path(self.folder / "keys.json") as temporary:
+                temporary.write_text(json.dumps(stored + [key for key, _ in new]), encoding="utf-8")
+            logger.info("cached frozen features of %d images in %s", len(new), self.folder)
+        stored = self._stored_keys()
+        position = {key: row for row, key in enumerate(stored)}
+        self._rows = {path: position[key] for path, key in keys.items()}
+        self._array = self._open()
+
+    def _stored_keys(self) -> list[str]:
+        record = self.folder / "keys.json"
+        return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else []
+
+    def _open(self) -> np.ndarray:
+        return np.load(self.folder / "features.npy", mmap_mode="r")
+
+    def __call__(self, paths: Sequence[Path]) -> Tensor:
+        """Frozen features of images (prepared first when caching), float32, (B, C, H', W')."""
+        if self.folder is None:
+            return self._compute([Path(path) for path in paths])
+        rows = [self._rows[Path(path)] for path in paths]
+        return torch.from_numpy(np.asarray(self._array[rows], dtype=np.float32)).to(self.device)

@@ -1,0 +1,160 @@
+"""`seqvpr finetune`: losses against slow oracles, the run folder, the frozen-feature cache,
+and bad input."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from seqvpr.align import GDTWConfig, gdtw
+from seqvpr.cli import main
+from seqvpr.data.pair_files import read_pairs
+from seqvpr.train.finetune import FinetuneConfig, PairBatch, SequenceLoss
+from seqvpr.train.frozen import FrozenFeatures, split_encoder
+from seqvpr.vpr.checkpoints import load_encoder
+
+STEPS = ["--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--trainable", "conv1_2", "--no-progress"]
+
+
+def finetune_args(world, out, *extra):
+    return ["finetune", "--train", str(world.train), "--val", str(world.val), "--traverses", str(world.prepared),
+            "--model", str(world.base_model), "--out", str(out), *STEPS, *extra]
+
+
+def batch_and_descriptors(world, count=4, dim=16, seed=0):
+    pairs = read_pairs(world.train)[:count]
+    batch = PairBatch.build(pairs, world.prepared, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    descriptors = torch.nn.functional.normalize(torch.randn(len(batch.images), dim, generator=generator,
+                                                            dtype=torch.float64), dim=1)
+    return pairs, batch, descriptors.requires_grad_(True)
+
+
+def test_decdtw_loss_is_max_squared_position_error_at_the_warp(pairs_world):
+    pairs, batch, descriptors = batch_and_descriptors(pairs_world)
+    loss = SequenceLoss(FinetuneConfig())(batch, descriptors)
+    reference, query = batch.signals(descriptors.detach())
+    warp = gdtw(reference, query, GDTWConfig(subsequence=True, lam=0.1, grid_size=50)).warp.numpy()
+    expected = []
+    for item, pair in enumerate(pairs):
+        positions = np.stack([np.interp(warp[item], pair.reference_times_s, pair.reference_positions[:, axis])
+                              for axis in (0, 1)], axis=1)
+        expected.append(((positions - pair.true_positions) ** 2).sum(1).max())
+    # The layer polishes the DP answer (one Newton step), so its warp differs from the DP's slightly.
+    assert float(loss) == pytest.approx(np.mean(expected), rel=0.05)
+    loss.backward()
+    assert torch.isfinite(descriptors.grad).all() and descriptors.grad.abs().sum() > 0
+
+
+def test_decdtw_loss_gradient_matches_finite_differences(pairs_world):
+    _, batch, descriptors = batch_and_descriptors(pairs_world, count=2)
+    criterion = SequenceLoss(FinetuneConfig(reduction="mean"))
+    criterion(batch, descriptors).backward()
+    direction = torch.randn(descriptors.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eps = 1e-6
+    with torch.no_grad():
+        plus = criterion(batch, descriptors + eps * direction)
+        minus = criterion(batch, descriptors - eps * direction)
+    numeric = float(plus - minus) / (2 * eps)
+    analytic = float((descriptors.grad * direction).sum())
+    assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-6)
+
+
+def test_dilate_penalty_is_squared_gps_distance(pairs_world):
+    pairs, batch, descriptors = batch_and_descriptors(pairs_world, count=2)
+    from seqvpr.align.losses import dilate_loss
+
+    omega = np.array([[[np.sum((q - r) ** 2) for r in pair.reference_positions] for q in pair.query_positions]
+                      for pair in pairs])
+    reference, query = batch.signals(descriptors)
+    expected = dilate_loss(reference, query, torch.from_numpy(omega), alpha=0.0, gamma=0.1, subsequence=True)
+    loss = SequenceLoss(FinetuneConfig(loss="dilate"))(batch, descriptors)
+    assert float(loss) == pytest.approx(float(expected.mean()), rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["otam", "along-gt", "soft-dtw"])
+def test_baseline_losses_have_gradients(pairs_world, loss):
+    _, batch, descriptors = batch_and_descriptors(pairs_world, count=2)
+    SequenceLoss(FinetuneConfig(loss=loss))(batch, descriptors).backward()
+    assert torch.isfinite(descriptors.grad).all() and descriptors.grad.abs().sum() > 0
+
+
+def test_frozen_cache_matches_the_frozen_layers_and_is_reused(pairs_world, tmp_path):
+    encoder = load_encoder(pairs_world.base_model)
+    frozen, _ = split_encoder(encoder, "conv1_2")
+    paths = sorted((pairs_world.prepared).glob("*/images/*.png"))[:20] or sorted(pairs_world.prepared.rglob("*.png"))[:20]
+    cached = FrozenFeatures(frozen, tmp_path / "cache", torch.device("cpu"))
+    cached.prepare(paths)
+    direct = FrozenFeatures(frozen, None, torch.device("cpu"))(paths)
+    assert cached(paths).shape == direct.shape == (20, 64, 36, 48)
+    torch.testing.assert_close(cached(paths), direct, rtol=2e-3, atol=2e-3)  # float16 storage
+    (store,) = (tmp_path / "cache").iterdir()
+    stamp = (store / "features.npy").stat().st_mtime_ns
+    FrozenFeatures(frozen, tmp_path / "cache", torch.device("cpu")).prepare(paths)
+    assert (store / "features.npy").stat().st_mtime_ns == stamp
+    with torch.no_grad():
+        encoder.backbone[0].weight.add_(0.01)  # other frozen weights: another cache folder
+    FrozenFeatures(frozen, tmp_path / "cache", torch.device("cpu")).prepare(paths[:2])
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_finetune_writes_a_run_that_trains_only_the_trainable_layers(pairs_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(finetune_args(pairs_world, out, "--max-steps", "6")) == 0
+    assert "6 steps; best val max error" in capsys.readouterr().out
+    for name in ("best.pt", "last.pt", "metrics.csv", "curves.png", "config.yaml", "command.txt"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(row["step"]) for row in rows] == [3, 6]  # 5 validations per epoch, budget 6 steps
+    assert set(rows[0]) == {"step", "epoch", "train_loss", "val_max_error_m", "val_mean_error_m", "lr"}
+    assert (out / "command.txt").read_text().startswith("seqvpr finetune --train")
+    base, tuned = load_encoder(pairs_world.base_model), load_encoder(out / "last.pt")
+    assert torch.equal(base.backbone[0].weight, tuned.backbone[0].weight)  # conv1_1 frozen
+    assert not torch.equal(base.backbone[2].weight, tuned.backbone[2].weight)  # conv1_2 trained
+    assert not torch.equal(base.netvlad.centroids, tuned.netvlad.centroids)
+    load_encoder(out / "best.pt")
+
+
+def test_bad_inputs_are_named(pairs_world, tmp_path, capsys):
+    lines = pairs_world.train.read_text().splitlines()
+    empty = tmp_path / "empty.csv"
+    empty.write_text(lines[0] + "\n")
+    assert main(finetune_args(pairs_world, tmp_path / "a", "--max-steps", "1")[:2] + [str(empty)]
+                + finetune_args(pairs_world, tmp_path / "a")[3:]) == 2
+    assert f"the train split is empty: no pairs in {empty}" in capsys.readouterr().err
+    header = lines[0].split(",")
+    column = header.index("query_image_3")
+    row = lines[2].split(",")
+    row[column] = "images/missing.png"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
+    args = finetune_args(pairs_world, tmp_path / "b")
+    args[2] = str(broken)
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"{broken}:1: image" in error and "missing.png does not exist" in error
+    assert main(finetune_args(pairs_world, tmp_path / "c", "--trainable", "conv5_1")) == 2
+    assert "trainable_from 'conv5_1' is not in this encoder" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_best(pairs_world, tmp_path, capsys):
+    lines = pairs_world.train.read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:17]]
+    rows[5][header.index("true_easting_m_4")] = "nan"
+    poisoned = tmp_path / "poisoned.csv"
+    poisoned.write_text("\n".join([lines[0], *map(",".join, rows)]) + "\n")
+    args = finetune_args(pairs_world, tmp_path / "run", "--epochs", "3")
+    args[2] = str(poisoned)
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    step = int(error.split("non-finite loss or gradient at step ")[1].split()[0])
+    dump = (tmp_path / "run" / f"nonfinite-step{step}.json").read_text()
+    assert f"{poisoned}:5" in dump
+    if step > 1:
+        best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+        assert best["training"]["step"] < step
+    else:
+        assert not (tmp_path / "run" / "best.pt").exists()
