@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.prepare_robotcar",
     "seqvpr.cli.pairs",
     "seqvpr.cli.evaluate",
+    "seqvpr.cli.finetune",
 )
 
 
