@@ -1,0 +1,241 @@
+"""The bad-input probe: commands run as a new user would run them, with wrong options,
+broken files and reruns into folders of other runs.
+
+Every case must end with exit status 2 and one message line naming the culprit (the
+option, file, field or value), and must leave every file as it was: nothing written,
+nothing changed, no folder created. All cases share one tiny synthetic world (two
+traverses of a 420 m route, 48x36 images), made once for the module with the commands
+themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from seqvpr.cli import main
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    raw: Path
+    prepared: Path
+    pairs: Path
+
+    def traverse(self, index: int) -> str:
+        return sorted(path.name for path in self.prepared.iterdir() if path.is_dir())[index]
+
+
+SYNTH = ["--seed", "0", "--length-m", "420", "--width", "48", "--height", "36", "--conditions", "overcast,sunny",
+         "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("probe_world")
+    world = World(root, root / "raw", root / "prepared", root / "pairs")
+    assert main(["synth", "--out", str(world.raw), *SYNTH]) == 0
+    assert main(["prepare-robotcar", str(world.raw), "--out", str(world.prepared), "--long-side", "48"]) == 0
+    assert main(["pairs", str(world.prepared), "--out", str(world.pairs), "--train-fraction", "0.5"]) == 0
+    return world
+
+
+def snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every file and folder under ``roots``: content hash, size, mtime and mode."""
+    state = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            stat = path.stat()
+            digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+            state[str(path)] = (digest, stat.st_size, stat.st_mtime_ns, stat.st_mode)
+    return state
+
+
+def run(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit status and stderr of ``seqvpr argv`` (argparse errors exit through SystemExit)."""
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
+# --- case setups: they write their broken inputs under tmp (never into the world) ---------
+
+
+def raw_copy(world: World, tmp: Path) -> Path:
+    """A copy of the first raw traverse under tmp/raw; returns its folder."""
+    name = sorted(path.name for path in world.raw.iterdir() if path.is_dir())[0]
+    return Path(shutil.copytree(world.raw / name, tmp / "raw" / name))
+
+
+def prepared_copy(world: World, tmp: Path) -> Path:
+    """The prepared traverses under tmp/prepared, without images (pairs reads only the CSVs)."""
+    return Path(shutil.copytree(world.prepared, tmp / "prepared", ignore=shutil.ignore_patterns("*.png")))
+
+
+def missing_images(world: World, tmp: Path) -> None:
+    for image in sorted((raw_copy(world, tmp) / "stereo" / "centre").glob("*.png"))[5:7]:
+        image.unlink()
+
+
+def garbage_ins(world: World, tmp: Path) -> None:
+    (raw_copy(world, tmp) / "gps" / "ins.csv").write_bytes(b"\x00\x01\x02garbage\xff\xfe")
+
+
+def huge_timestamp(world: World, tmp: Path) -> None:
+    path = raw_copy(world, tmp) / "stereo.timestamps"
+    lines = path.read_text().splitlines()
+    lines[3] = "9" * 25 + " 1"
+    path.write_text("\n".join(lines) + "\n")
+
+
+def split_file(text: str) -> Callable[[World, Path], None]:
+    def write(world: World, tmp: Path) -> None:
+        (tmp / "splits.yaml").write_text(text.format(reference=world.traverse(0)))
+
+    return write
+
+
+def traverse_csv(edit: Callable[[bytes], bytes]) -> Callable[[World, Path], None]:
+    def write(world: World, tmp: Path) -> None:
+        csv = prepared_copy(world, tmp) / world.traverse(1) / "traverse.csv"
+        csv.write_bytes(edit(csv.read_bytes()))
+
+    return write
+
+
+def a_file(world: World, tmp: Path) -> None:
+    (tmp / "taken").write_text("a file, not a folder\n")
+
+
+def nan_time(data: bytes) -> bytes:
+    lines = data.decode().splitlines()
+    cells = lines[4].split(",")
+    cells[1] = "nan"
+    lines[4] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[World, Path], list[str]]
+    culprit: str  # text the message must contain
+    setup: Callable[[World, Path], None] | None = None
+
+
+def synth_into(out: Callable[[World, Path], Path], *changes: str) -> Callable[[World, Path], list[str]]:
+    def argv(world: World, tmp: Path) -> list[str]:
+        options = list(SYNTH)
+        for option, value in zip(changes[::2], changes[1::2]):
+            options[options.index(option) + 1] = value
+        return ["synth", "--out", str(out(world, tmp)), *options]
+
+    return argv
+
+
+def new_folder(world: World, tmp: Path) -> Path:
+    return tmp / "new"
+
+
+CASES = [
+    Case("synth-length-negative", synth_into(new_folder, "--length-m", "-5"), "--length-m"),
+    Case("synth-length-zero", synth_into(new_folder, "--length-m", "0"), "--length-m"),
+    Case("synth-length-nan", synth_into(new_folder, "--length-m", "nan"), "--length-m"),
+    Case("synth-odd-width", synth_into(new_folder, "--width", "47"), "47x36"),
+    Case("synth-unknown-condition", synth_into(new_folder, "--conditions", "overcast,foggy"), "foggy"),
+    Case("synth-workers-zero", synth_into(new_folder, "--workers", "0"), "--workers"),
+    Case("synth-other-size-over-world", synth_into(lambda w, t: w.raw, "--width", "64"), "camera.width (was 48, now 64)"),
+    Case("synth-other-conditions-over-world", synth_into(lambda w, t: w.raw, "--conditions", "overcast,snow"),
+         "conditions (was ['overcast', 'sunny'], now ['overcast', 'snow'])"),
+    Case("synth-other-seed-over-world", synth_into(lambda w, t: w.raw, "--seed", "1"), "seed (was 0, now 1)"),
+    Case("synth-out-is-a-file", synth_into(lambda w, t: t / "taken"), "taken exists and is not a folder", a_file),
+    Case("prepare-other-long-side-over-world",
+         lambda w, t: ["prepare-robotcar", str(w.raw), "--out", str(w.prepared), "--long-side", "24"],
+         "long_side (was 48, now 24)"),
+    Case("prepare-long-side-zero",
+         lambda w, t: ["prepare-robotcar", str(w.raw), "--out", str(t / "new"), "--long-side", "0"], "--long-side"),
+    Case("prepare-out-is-a-file",
+         lambda w, t: ["prepare-robotcar", str(w.raw), "--out", str(t / "taken")], "taken exists and is not a folder",
+         a_file),
+    Case("prepare-missing-images",
+         lambda w, t: ["prepare-robotcar", str(t / "raw"), "--out", str(t / "new")], "pass --skip-missing-images",
+         missing_images),
+    Case("prepare-garbage-ins-csv",
+         lambda w, t: ["prepare-robotcar", str(t / "raw"), "--out", str(t / "new")], "ins.csv", garbage_ins),
+    Case("prepare-huge-timestamp",
+         lambda w, t: ["prepare-robotcar", str(t / "raw"), "--out", str(t / "new")],
+         "stereo.timestamps, line 4: column 'timestamp' should be an integer", huge_timestamp),
+    Case("prepare-unknown-traverse",
+         lambda w, t: ["prepare-robotcar", str(w.raw), "--out", str(t / "new"), "--traverses", "2001-01-01"],
+         "2001-01-01"),
+    Case("pairs-split-file-string-int",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--split-file", str(t / "splits.yaml")],
+         "splits.yaml: splits.test: reference_length",
+         split_file('splits:\n  test:\n    references: [{reference}]\n    reference_length: "25"\n')),
+    Case("pairs-split-file-duplicate-key",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--split-file", str(t / "splits.yaml")],
+         "duplicate key 'test'",
+         split_file("splits:\n  test:\n    references: [{reference}]\n  test:\n    references: [{reference}]\n")),
+    Case("pairs-split-file-missing",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--split-file", str(t / "nowhere.yaml")],
+         "nowhere.yaml"),
+    Case("pairs-split-file-not-yaml",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--split-file", str(t / "splits.yaml")],
+         "splits.yaml: not valid YAML", split_file("splits: [unclosed\n")),
+    Case("pairs-other-seed-over-world",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(w.pairs), "--train-fraction", "0.5", "--seed", "3"],
+         "seed (was 0, now 3)"),
+    Case("pairs-train-fraction-above-one",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--train-fraction", "1.5"],
+         "--train-fraction"),
+    Case("pairs-out-is-a-file",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "taken"), "--train-fraction", "0.5"],
+         "taken exists and is not a folder", a_file),
+    Case("pairs-traverse-csv-not-text",
+         lambda w, t: ["pairs", str(t / "prepared"), "--out", str(t / "new")], "traverse.csv: not a UTF-8 text table",
+         traverse_csv(lambda data: data[:40] + b"\xff\xfe\x00" + data[40:])),
+    Case("pairs-traverse-csv-nan-time",
+         lambda w, t: ["pairs", str(t / "prepared"), "--out", str(t / "new")],
+         "traverse.csv, line 5: column 'time_s' is not finite", traverse_csv(nan_time)),
+    Case("pairs-no-traverses", lambda w, t: ["pairs", str(t), "--out", str(t / "new")], "no traverses found"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, world, tmp_path, capsys):
+    if case.setup is not None:
+        case.setup(world, tmp_path)
+    before = snapshot(world.root, tmp_path)
+    status, error = run(case.argv(world, tmp_path), capsys)
+    assert status == 2, error
+    assert case.culprit in error
+    assert "Traceback" not in error
+    message = [line for line in error.splitlines() if "error:" in line]
+    assert len(message) == 1, error
+    assert snapshot(world.root, tmp_path) == before
+
+
+def test_same_options_resume_every_step_without_change(world, capsys):
+    """The reruns the cases above refuse work when the options are the same."""
+    before = snapshot(world.root)
+    assert main(["synth", "--out", str(world.raw), *SYNTH]) == 0
+    assert main(["prepare-robotcar", str(world.raw), "--out", str(world.prepared), "--long-side", "48"]) == 0
+    after = snapshot(world.root)
+    # prepare rewrites traverse.csv (same bytes), synth rewrites its tables (same bytes).
+    assert {path: entry[0] for path, entry in after.items()} == {path: entry[0] for path, entry in before.items()}
+
+
+def test_traverse_csv_with_utf8_byte_order_mark_is_accepted(world, tmp_path, capsys):
+    traverse_csv(lambda data: b"\xef\xbb\xbf" + data)(world, tmp_path)
+    assert main(["pairs", str(tmp_path / "prepared"), "--out", str(tmp_path / "pairs"), "--train-fraction", "0.5"]) == 0
+    for csv in world.pairs.glob("*.csv"):
+        assert (tmp_path / "pairs" / csv.name).read_bytes() == csv.read_bytes()
