@@ -24,7 +24,7 @@ import yaml
 from seqvpr.errors import ConfigError
 from seqvpr.io import atomic_path
 
-__all__ = ["config_from_dict", "config_to_dict", "load_config", "load_yaml", "save_config"]
+__all__ = ["config_from_dict", "config_to_dict", "load_config", "load_yaml", "options_config", "save_config"]
 
 T = TypeVar("T")
 
@@ -219,6 +219,40 @@ def load_config(path: str | os.PathLike, cls: type[T]) -> T:
         ConfigError: naming the file and the field at fault.
     """
     return config_from_dict(cls, load_yaml(path) or {}, str(path))
+
+
+def options_config(cls: type[T], path: str | os.PathLike | None, options: dict[str, Any]) -> T:
+    """Dataclass ``cls`` from an optional YAML file, overridden by the options that were given.
+
+    This is how a command merges ``--config FILE`` with its flags: a flag left at None
+    keeps the file's value (or the field's default), any other value wins. A mapping of
+    options for a nested dataclass field is merged into the file's mapping the same way.
+
+    Args:
+        cls: the config dataclass.
+        path: YAML file, or None for the defaults.
+        options: field name -> flag value (None = not given), or -> mapping of those.
+
+    Raises:
+        ConfigError: naming the file (or ``command-line options``) and the field.
+    """
+    mapping = (load_yaml(path) or {}) if path is not None else {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{path}: expected a mapping of {cls.__name__} fields, got {type(mapping).__name__}")
+
+    def merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(base)
+        for name, value in given.items():
+            if isinstance(value, dict) and isinstance(base.get(name, {}), dict):
+                nested = merge(base.get(name, {}), value)
+                if nested:
+                    merged[name] = nested
+            elif value is not None:
+                merged[name] = value
+        return merged
+
+    source = str(path) if path is not None else "command-line options"
+    return config_from_dict(cls, merge(mapping, options), source)
 
 
 def save_config(config: Any, path: str | os.PathLike) -> None:

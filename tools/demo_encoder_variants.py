@@ -2,7 +2,7 @@
 
 Each variant is a NetVLADEncoder with random VGG16 weights (seed 0) cut after some block,
 NetVLAD clusters by k-means on reference images and optional PCA-whitening, evaluated
-with `seqvpr.evaluation.evaluate` on the world's test pairs.
+with `seqvpr.evaluation.localize_pairs` on the world's test pairs.
 
 Usage (after `seqvpr demo --out demo-output`, which renders the world and builds pairs):
     python tools/demo_encoder_variants.py demo-output [--init-images 150]
@@ -19,7 +19,7 @@ import torch
 
 from seqvpr.data.images import read_rgb
 from seqvpr.data.traverse import find_traverses
-from seqvpr.evaluation import EvaluationConfig, accuracy_rows, evaluate
+from seqvpr.evaluation import EvaluationConfig, accuracy_rows, localize_pairs
 from seqvpr.vpr.encoder import EncoderConfig, NetVLADEncoder, images_to_tensor
 
 VARIANTS = {
@@ -58,7 +58,7 @@ def main() -> None:
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as cache:
         for name, spec in VARIANTS.items():
-            results = evaluate(pairs, prepared, {name: build(spec, images)}, Path(cache), EvaluationConfig(),
+            results = localize_pairs(pairs, prepared, {name: build(spec, images)}, Path(cache), EvaluationConfig(),
                                progress=False)
             rows = {row["alignment"]: row["acc@10m"] for row in accuracy_rows(results, "max")
                     if row["condition"] == "all"}

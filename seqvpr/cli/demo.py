@@ -4,8 +4,9 @@ Renders a synthetic street world, prepares it like RobotCar data, builds referen
 sequence pairs, initialises a small NetVLAD encoder without training (random VGG16
 weights cut after conv1_2, NetVLAD clusters by k-means on reference images), evaluates
 Base (D), Base (G) and Indep, prints the accuracy table and writes the plots. Every step
-is one of the ordinary commands (``synth``, ``prepare-robotcar``, ``pairs``,
-``evaluate``), so the demo exercises the same code a user runs on real data.
+calls the library function behind one of the ordinary commands (``synth``,
+``prepare-robotcar``, ``pairs``, ``evaluate``), so the demo exercises the same code a
+user runs on real data.
 
 ``seqvpr demo --signals`` instead aligns a synthetic signal pair with a known warp in a
 few seconds, a look at GDTW alone.
@@ -40,7 +41,7 @@ With --signals: align a synthetic signal to a warped, noisy copy with GDTW and D
 instead (seconds), printing both warps against the true one.
 """
 
-DEMO_CONDITIONS = "overcast,sunny,snow,night"
+DEMO_CONDITIONS = ("overcast", "sunny", "snow", "night")
 INIT_IMAGES = 150
 
 
@@ -57,29 +58,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.signals:
         return _signal_demo(args)
-    from seqvpr.cli import main as seqvpr
+    import shlex
+
+    from seqvpr.data.pair_files import make_pairs
+    from seqvpr.data.prepare import PrepareConfig, prepare_robotcar
+    from seqvpr.data.robotcar import RobotCarConfig
+    from seqvpr.data.synth.drive import SynthConfig, synthesize
+    from seqvpr.data.synth.render import Camera
+    from seqvpr.data.synth.world import WorldConfig
+    from seqvpr.errors import SeqvprError
+    from seqvpr.evaluation import EvaluationConfig, evaluate
 
     started = time.perf_counter()
     out = args.out
     raw, prepared, pairs_dir = out / "raw", out / "prepared", out / "pairs"
 
     _step(1, "rendering the synthetic world")
-    _check(seqvpr(["synth", "--out", str(raw), "--seed", str(args.seed), "--length-m", str(args.length_m),
-                   "--width", str(args.width), "--height", str(args.height), "--workers", str(args.workers),
-                   "--conditions", DEMO_CONDITIONS]))
+    synth = SynthConfig(world=WorldConfig(route_length_m=args.length_m),
+                        camera=Camera(width=args.width, height=args.height), conditions=DEMO_CONDITIONS)
+    truths = synthesize(synth, raw, seed=args.seed, workers=args.workers, progress=True)
+    for truth in truths:
+        print(f"{truth.name}  {truth.condition:9s} {len(truth):5d} images  {truth.path_length_m[-1]:7.1f} m")
     _step(2, "preparing traverses (demosaic, geotag)")
-    _check(seqvpr(["prepare-robotcar", str(raw), "--out", str(prepared)]))
+    for truth in truths:
+        prepare_robotcar(raw / truth.name, prepared, RobotCarConfig(condition=truth.condition), PrepareConfig(),
+                         progress=True)
+    print(f"prepared {len(truths)} traverses into {prepared}")
     _step(3, "building sequence pairs")
-    _check(seqvpr(["pairs", str(prepared), "--out", str(pairs_dir), "--seed", str(args.seed),
-                   "--train-fraction", "0.5"]))
+    summary = make_pairs(prepared, pairs_dir, train_fraction=0.5, seed=args.seed, progress=True)
+    for name, split in summary["splits"].items():
+        print(f"{name}: {split['pairs']} pairs")
     _step(4, "initialising a small encoder (no training)")
     checkpoint = _untrained_encoder(prepared, out / "model" / "encoder.pt", args.seed)
     _step(5, "evaluating Base (D), Base (G), Indep on the test pairs")
     test_pairs = sorted(pairs_dir.glob("test_*.csv"))
     if not test_pairs:
-        raise ValueError(f"{pairs_dir}: no test pairs were built; try a longer route (--length-m)")
-    _check(seqvpr(["evaluate", *map(str, test_pairs), "--traverses", str(prepared),
-                   "--model", f"base={checkpoint}", "--out", str(out / "evaluation")]))
+        raise SeqvprError(f"{pairs_dir}: no test pairs were built; try a longer route (--length-m)")
+    evaluation = out / "evaluation"
+    command = shlex.join(["seqvpr", "evaluate", *map(str, test_pairs), "--traverses", str(prepared),
+                          "--model", f"base={checkpoint}", "--out", str(evaluation)])
+    evaluate(EvaluationConfig(), test_pairs, prepared, {"base": checkpoint}, evaluation, command_line=command)
+    print((evaluation / "accuracy_max_error.md").read_text(encoding="utf-8"))
+    print(f"results in {evaluation}/ (the same as: {command})")
     print(f"\nencoder: {checkpoint}: VGG16 conv1 block with random weights (seed {args.seed}) + NetVLAD "
           f"with k-means clusters from {INIT_IMAGES} reference images; untrained, so night queries fail")
     print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}/")
@@ -88,11 +108,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _step(number: int, text: str) -> None:
     print(f"\n[{number}/5] {text}", flush=True)
-
-
-def _check(code: int) -> None:
-    if code != 0:
-        raise SystemExit(code)
 
 
 def _untrained_encoder(prepared: Path, checkpoint: Path, seed: int) -> Path:
@@ -107,7 +122,7 @@ def _untrained_encoder(prepared: Path, checkpoint: Path, seed: int) -> Path:
 
     from seqvpr.data.images import read_rgb
     from seqvpr.data.traverse import find_traverses
-    from seqvpr.descriptor_cache import encoder_fingerprint
+    from seqvpr.extraction import encoder_fingerprint
     from seqvpr.vpr.checkpoints import save_encoder
     from seqvpr.vpr.encoder import EncoderConfig, NetVLADEncoder, images_to_tensor
 

@@ -6,13 +6,11 @@
 - :mod:`seqvpr.vpr.checkpoints`: the seqvpr checkpoint format and published-checkpoint import.
 - :mod:`seqvpr.vpr.matlab`: import of the MATLAB NetVLAD release (struct ``.mat``).
 - :mod:`seqvpr.vpr.retrieval`: faiss nearest-neighbour search over reference descriptors.
-- :mod:`seqvpr.vpr.descriptor_file`: the ``.npz`` descriptors file ``seqvpr extract`` writes.
 
 faiss and torchvision are imported where they are used, not by ``import seqvpr.vpr``.
 """
 
 from seqvpr.vpr.checkpoints import FAMILIES, CheckpointFamily, import_checkpoint, load_encoder, save_encoder
-from seqvpr.vpr.descriptor_file import DescriptorFile, read_descriptor_file, write_descriptor_file
 from seqvpr.vpr.encoder import (
     PRESETS,
     EncoderConfig,
@@ -44,9 +42,6 @@ __all__ = [
     "save_encoder",
     "load_encoder",
     "import_checkpoint",
-    "DescriptorFile",
-    "read_descriptor_file",
-    "write_descriptor_file",
     "IndexConfig",
     "ReferenceIndex",
     "SearchResult",

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import seqvpr.cli.extract as extract
+import seqvpr.cli.extract as extract_command
+import seqvpr.extraction as extraction
 from seqvpr.cli import main
 from seqvpr.errors import SeqvprError
 from seqvpr.vpr import images_to_tensor, load_encoder
-from seqvpr.vpr.descriptor_file import read_descriptor_file
+from seqvpr.extraction import read_descriptor_file
 
 SMALL = ["--preset", "small", "--backbone-weights", "random", "--image-size", "48x32", "--kmeans-images", "6"]
 
@@ -62,7 +63,7 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, mon
     assert _run(folder, reference, "--chunk-size", "2") == 0
 
     out = tmp_path / "resumed.npz"
-    original = extract._write_chunk
+    original = extraction._write_chunk
     written = []
 
     def interrupt_after_two(partial, start, *rest):
@@ -71,14 +72,14 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, mon
         written.append(start)
         original(partial, start, *rest)
 
-    monkeypatch.setattr(extract, "_write_chunk", interrupt_after_two)
+    monkeypatch.setattr(extraction, "_write_chunk", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         _run(folder, out, "--chunk-size", "2")
     assert not out.exists() and sorted(p.name for p in (tmp_path / "resumed.npz.partial").glob("chunk_*")) == [
         "chunk_000000000.npz", "chunk_000000002.npz"]
 
     resumed = []
-    monkeypatch.setattr(extract, "_write_chunk", lambda partial, start, *rest: (resumed.append(start), original(partial, start, *rest)))
+    monkeypatch.setattr(extraction, "_write_chunk", lambda partial, start, *rest: (resumed.append(start), original(partial, start, *rest)))
     assert _run(folder, out, "--chunk-size", "2") == 0
     assert resumed == [4, 6]
     np.testing.assert_array_equal(read_descriptor_file(out).values, read_descriptor_file(reference).values)
@@ -86,12 +87,12 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, mon
 
 def test_changed_options_refuse_to_resume_unless_restart(tmp_path, folder, monkeypatch):
     out = tmp_path / "d.npz"
-    monkeypatch.setattr(extract, "_write_chunk", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(extraction, "_write_chunk", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         _run(folder, out, "--chunk-size", "2")
     monkeypatch.undo()
     with pytest.raises(SeqvprError, match="differs in float16.*--restart"):
-        extract.run(extract_args(folder, out, "--chunk-size", "2", "--float16"))
+        extract_command.run(extract_args(folder, out, "--chunk-size", "2", "--float16"))
     assert _run(folder, out, "--chunk-size", "2", "--float16", "--restart") == 0
 
 
@@ -99,7 +100,7 @@ def extract_args(folder, out, *extra):
     import argparse
 
     parser = argparse.ArgumentParser()
-    extract.add_arguments(parser)
+    extract_command.add_arguments(parser)
     return parser.parse_args([str(folder), "--out", str(out), *SMALL, *extra])
 
 
@@ -130,17 +131,17 @@ def test_list_images_time_modes(tmp_path):
     folder.mkdir()
     for name in ("10.5.png", "2.25.png", "3.png", "notes.txt"):
         (folder / name).write_bytes(b"")
-    names, times = extract.list_images(folder)
+    names, times = extraction.list_images(folder)
     assert names == ["2.25.png", "3.png", "10.5.png"] and times.tolist() == [2.25, 3.0, 10.5]
-    names, times = extract.list_images(folder, "index")
+    names, times = extraction.list_images(folder, "index")
     assert names == ["10.5.png", "2.25.png", "3.png"] and times.tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(SeqvprError, match="not times: 10.5.png"):
-        extract.list_images(folder, "us")
+        extraction.list_images(folder, "us")
     (folder / "3.0.jpg").write_bytes(b"")
     with pytest.raises(SeqvprError, match="3.0.jpg and 3.png have the same time"):
-        extract.list_images(folder)
+        extraction.list_images(folder)
     with pytest.raises(SeqvprError, match="not a folder"):
-        extract.list_images(tmp_path / "missing")
+        extraction.list_images(tmp_path / "missing")
 
 
 def test_descriptors_file_aligns_with_seqvpr_align(tmp_path, folder):

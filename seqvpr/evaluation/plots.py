@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvpr.data.pairs import SequencePair
-from seqvpr.evaluation import SequenceResult, method_label
+from seqvpr.evaluation.tables import SequenceResult, method_label
 from seqvpr.io import atomic_path
 
 __all__ = ["plot_error_cdfs", "plot_sequence_map"]

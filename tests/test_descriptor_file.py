@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seqvpr.vpr import DescriptorFile, read_descriptor_file, write_descriptor_file
+from seqvpr.extraction import DescriptorFile, read_descriptor_file, write_descriptor_file
 
 
 def test_round_trip_with_positions(tmp_path):
