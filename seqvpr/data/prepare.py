@@ -93,10 +93,12 @@ def prepare_robotcar(
         "source": directory.parent, "camera": reader.camera, "long_side": config.long_side,
         "undistortion_lut": config.undistortion_lut,
     }
+    lut = None
+    if config.undistortion_lut is not None:  # checked against the image size before anything is written
+        lut = load_undistortion_lut(config.undistortion_lut, read_image(raw.image_path(0)).shape[:2])
     claim_output_dir(out_root, options, overwrite=overwrite, command="prepare-robotcar")
     pattern = CAMERA_PATTERNS[reader.camera]
     out_dir = Path(out_root) / raw.name
-    lut = None
     written = skipped = 0
     image_paths = []
     for index in tqdm(range(len(raw)), desc=raw.name, unit="img", disable=not progress):
@@ -113,9 +115,7 @@ def prepare_robotcar(
                 f"({pattern.upper()}), got shape {mosaic.shape}"
             )
         rgb = demosaic(mosaic, pattern)
-        if config.undistortion_lut is not None:
-            if lut is None:
-                lut = load_undistortion_lut(config.undistortion_lut, rgb.shape[:2])
+        if lut is not None:
             rgb = undistort(rgb, lut)
         write_png(target, resize_long_side(rgb, config.long_side))
         written += 1

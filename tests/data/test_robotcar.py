@@ -167,3 +167,19 @@ def test_huge_timestamp_is_an_error_naming_the_line(tmp_path):
     path.write_text("1000 1\n2000 1\n" + "9" * 25 + " 1\n")
     with pytest.raises(SeqvprError, match=r"stereo.timestamps, line 3: column 'timestamp' should be an integer"):
         read_image_timestamps(path)
+
+
+def test_prepare_with_identity_lut_matches_plain_and_bad_lut_writes_nothing(raw_copy, tmp_path):
+    height, width = read_image(next((raw_copy / "stereo" / "centre").glob("*.png"))).shape
+    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    lut = tmp_path / "identity_lut.bin"
+    np.concatenate([columns.ravel(), rows.ravel()]).tofile(lut)
+    plain = prepare_robotcar(raw_copy, tmp_path / "plain", config=PrepareConfig(long_side=24))
+    undistorted = prepare_robotcar(raw_copy, tmp_path / "lut", config=PrepareConfig(long_side=24, undistortion_lut=lut))
+    for image in sorted((plain / "images").iterdir())[:5]:
+        assert (undistorted / "images" / image.name).read_bytes() == image.read_bytes()
+    short = tmp_path / "short_lut.bin"
+    np.zeros(10).tofile(short)
+    with pytest.raises(SeqvprError, match=rf"short_lut.bin: 10 values, expected 2 x {height} x {width}"):
+        prepare_robotcar(raw_copy, tmp_path / "bad", config=PrepareConfig(undistortion_lut=short))
+    assert not (tmp_path / "bad").exists()
