@@ -1,0 +1,59 @@
+"""``seqvpr map build``: reference traverses -> a map folder the streaming localizer loads."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "map"
+HELP = "build a localization map from reference traverses (descriptors, poses, faiss index)"
+DESCRIPTION = """\
+seqvpr map build TRAVERSE... --model CKPT --out MAP
+
+Encode every image of the reference traverses (prepared traverse folders; several
+conditions of one route may go into one map) with the encoder checkpoint, and write MAP/:
+descriptors, times, positions and headings as memory-mapped .npy arrays, a faiss index
+(exact up to --exact-max-frames frames, IVF or IVF-PQ beyond), and map.yaml with the
+encoder's fingerprint. Interrupted builds resume. `seqvpr localize MAP SOURCE` uses it.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    build = actions.add_parser("build", help="build a map", description=DESCRIPTION,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("traverses", type=Path, nargs="+", help="prepared reference traverse folders")
+    build.add_argument("--model", type=Path, required=True, help="encoder checkpoint")
+    build.add_argument("--out", type=Path, required=True, help="map folder")
+    build.add_argument("--exact-max-frames", type=int, default=100_000,
+                       help="largest map with an exact index (default %(default)s)")
+    build.add_argument("--large-index", choices=("ivf", "ivfpq"), default="ivf",
+                       help="index beyond --exact-max-frames (default %(default)s)")
+    build.add_argument("--nlist", type=int, help="IVF cells (default sqrt(frames))")
+    build.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query (default %(default)s)")
+    build.add_argument("--pq-subquantizers", type=int, default=64, help="IVF-PQ bytes per vector (default 64)")
+    build.add_argument("--batch-size", type=int, default=16, help="images per encoder batch (default 16)")
+    build.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
+    build.add_argument("--overwrite", action="store_true", help="rebuild MAP if it holds another build")
+    build.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqvpr.errors import SeqvprError
+    from seqvpr.io import claim_output_dir
+    from seqvpr.localization import MapConfig, build_map
+
+    config = MapConfig(exact_max_frames=args.exact_max_frames, large_index=args.large_index, nlist=args.nlist,
+                       nprobe=args.nprobe, pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size,
+                       device=args.device)
+    if not args.model.is_file():
+        raise SeqvprError(f"map build: no such checkpoint file {args.model}")
+    for traverse in args.traverses:
+        if not (traverse / "traverse.csv").is_file():
+            raise SeqvprError(f"map build: {traverse} is not a prepared traverse folder (no traverse.csv)")
+    options = {"traverses": list(args.traverses), "model": args.model, "map_config": vars(config)}
+    claim_output_dir(args.out, options, overwrite=args.overwrite, command="seqvpr map build")
+    built = build_map(args.traverses, args.model, args.out, config, progress=not args.no_progress)
+    print(f"map {args.out}: {len(built.traverses)} traverse(s), {len(built)} frames, {built.dim}-d, "
+          f"{built.index_kind} index, encoder {built.fingerprint}")
+    return 0

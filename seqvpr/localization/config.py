@@ -1,0 +1,128 @@
+"""Configuration of the streaming localizer and of map building (YAML in ``config/``).
+
+``config/localization.yaml`` maps 1:1 onto :class:`LocalizerConfig`; every key there is
+commented with its meaning, unit and default. Maps are built with :class:`MapConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from seqvpr.errors import ConfigError
+
+__all__ = ["LocalizerConfig", "MapConfig"]
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """How :class:`~seqvpr.localization.StreamingLocalizer` picks keyframes and windows.
+
+    Attributes:
+        query_period_s: a keyframe every this many seconds of camera time (without odometry).
+        query_spacing_m: with odometry, a keyframe every this many metres travelled instead;
+            None keeps the time rule even when odometry is given.
+        query_length: keyframes in the ring buffer, the query sequence (paper: 10).
+        min_query_length: keyframes needed before the first fix is attempted.
+        top_k: faiss neighbours per keyframe in a global proposal.
+        max_windows: candidate windows of a global proposal (the best-voted clusters).
+        max_speed_ratio: the fastest the query may move through the reference, in
+            reference seconds per query second; sizes the windows.
+        window_slack_s: reference seconds added at both ends of every window.
+        cluster_gap_s: candidates whose implied reference times differ by more than this
+            start a new window.
+        distinct_m: the runner-up window must end more than this far (metres) from the best.
+        confidence_threshold: fixes below this confidence are not published (status LOST).
+        global_every: while tracking, a global proposal every this many keyframes (a
+            kidnapped robot recovers); in between only windows around the prediction.
+        tracking_slack_s: reference seconds around the predicted time in a tracking window.
+        lam: GDTW regularisation weight lambda (paper: 0.1).
+        grid_size: GDTW candidates per knot M (paper: 50).
+        refinements: GDTW grid refinements (paper: 3).
+        reset_backward_s: a stamp this far (seconds) behind the newest resets the buffer;
+            smaller steps back are dropped as out of order.
+        max_keyframe_gap_s: a gap between keyframes longer than this resets the buffer.
+        device: torch device of the encoder and of GDTW's matrix products.
+    """
+
+    query_period_s: float = 1.0
+    query_spacing_m: float | None = None
+    query_length: int = 10
+    min_query_length: int = 5
+    top_k: int = 10
+    max_windows: int = 8
+    max_speed_ratio: float = 2.0
+    window_slack_s: float = 2.0
+    cluster_gap_s: float = 6.0
+    distinct_m: float = 25.0
+    confidence_threshold: float = 0.5
+    global_every: int = 3
+    tracking_slack_s: float = 4.0
+    lam: float = 0.1
+    grid_size: int = 50
+    refinements: int = 3
+    reset_backward_s: float = 1.0
+    max_keyframe_gap_s: float = 30.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        positive = ("query_period_s", "max_speed_ratio", "distinct_m", "reset_backward_s", "max_keyframe_gap_s")
+        for name in positive:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"LocalizerConfig.{name} must be a positive number, got {value!r}")
+        for name in ("window_slack_s", "cluster_gap_s", "tracking_slack_s", "lam"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"LocalizerConfig.{name} must be a number >= 0, got {value!r}")
+        if self.query_spacing_m is not None and not self.query_spacing_m > 0:
+            raise ConfigError(f"LocalizerConfig.query_spacing_m must be > 0 or null, got {self.query_spacing_m!r}")
+        for name, low in (("query_length", 2), ("min_query_length", 2), ("top_k", 1), ("max_windows", 1),
+                          ("global_every", 1), ("grid_size", 2), ("refinements", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"LocalizerConfig.{name} must be an integer >= {low}, got {value!r}")
+        if self.min_query_length > self.query_length:
+            raise ConfigError(
+                f"LocalizerConfig.min_query_length ({self.min_query_length}) exceeds query_length "
+                f"({self.query_length})"
+            )
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(
+                f"LocalizerConfig.confidence_threshold must be in [0, 1], got {self.confidence_threshold!r}"
+            )
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """How a map indexes its reference frames.
+
+    Attributes:
+        exact_max_frames: maps up to this many frames get an exact index (faiss
+            ``IndexFlatIP``); larger maps get ``large_index``.
+        large_index: ``"ivf"`` (IVF-Flat) or ``"ivfpq"`` (IVF-PQ) beyond ``exact_max_frames``.
+        nlist: IVF cells; None = round(sqrt(N)).
+        nprobe: IVF cells searched per query.
+        pq_subquantizers: IVF-PQ bytes per vector; must divide the descriptor dimension.
+        batch_size: images per encoder batch when building.
+        device: torch device of the encoder when building.
+    """
+
+    exact_max_frames: int = 100_000
+    large_index: Literal["ivf", "ivfpq"] = "ivf"
+    nlist: int | None = None
+    nprobe: int = 16
+    pq_subquantizers: int = 64
+    batch_size: int = 16
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.large_index not in ("ivf", "ivfpq"):
+            raise ConfigError(f"MapConfig.large_index must be 'ivf' or 'ivfpq', got {self.large_index!r}")
+        for name in ("exact_max_frames", "nprobe", "pq_subquantizers", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"MapConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.nlist is not None and (not isinstance(self.nlist, int) or self.nlist < 1):
+            raise ConfigError(f"MapConfig.nlist must be an integer >= 1 or null, got {self.nlist!r}")

@@ -1,0 +1,375 @@
+"""Maps: the reference traverses a robot localizes against, as one folder on disk.
+
+A map folder holds, for one or several reference traverses (e.g. several conditions of
+one route), their frames' descriptors, times, positions and headings as memory-mapped
+``.npy`` arrays, one faiss index over all frames, and ``map.yaml`` describing them::
+
+    MAP/map.yaml          format, version, encoder fingerprint and config, UTM zone,
+                          index kind, and per traverse: name, condition, first row, frames
+    MAP/descriptors.npy   (N, D) float32, unit L2 norm, rows grouped by traverse
+    MAP/times.npy         (N,) float64, capture times (s), increasing within a traverse
+    MAP/positions.npy     (N, 2) float64, UTM (easting, northing) metres
+    MAP/headings.npy      (N,) float64, ENU radians
+    MAP/index.faiss       faiss index over descriptors.npy (exact IndexFlatIP up to
+                          ``exact_max_frames``, IVF or IVF-PQ beyond)
+
+Loading maps the arrays and the index into memory lazily (``np.load(mmap_mode="r")``,
+faiss ``IO_FLAG_MMAP``), so opening a 100k-frame map costs milliseconds, not a read of
+every descriptor. A window of reference frames never spans two traverses: rows
+``first_row .. first_row + frames - 1`` are one traverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from seqvpr.data.geo import UtmZone
+from seqvpr.errors import SeqvprError
+from seqvpr.io import atomic_path
+from seqvpr.localization.config import MapConfig
+
+__all__ = ["MAP_FORMAT", "MAP_VERSION", "Map", "MapTraverse", "MapPart", "load_map", "write_map", "build_map"]
+
+LOGGER = logging.getLogger(__name__)
+
+MAP_FORMAT = "seqvpr.map"
+MAP_VERSION = 1
+MAP_YAML = "map.yaml"
+ARRAYS = {"descriptors": 2, "times": 1, "positions": 2, "headings": 1}
+INDEX_FILE = "index.faiss"
+
+
+@dataclass(frozen=True)
+class MapTraverse:
+    """One reference traverse inside a map: rows ``first_row .. first_row + frames - 1``."""
+
+    name: str
+    condition: str
+    first_row: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class MapPart:
+    """One traverse to write into a map.
+
+    Attributes:
+        name, condition: the traverse's name and condition label.
+        times: capture times (s), shape (n,), strictly increasing.
+        positions: UTM (easting, northing) metres, shape (n, 2).
+        headings: ENU radians, shape (n,).
+        descriptors: shape (n, D); normalised to unit L2 norm when written.
+    """
+
+    name: str
+    condition: str
+    times: np.ndarray
+    positions: np.ndarray
+    headings: np.ndarray
+    descriptors: np.ndarray
+
+
+class Map:
+    """A loaded map (arrays memory-mapped; the faiss index loads on first search).
+
+    Attributes:
+        root: the map folder.
+        descriptors: (N, D) float32.
+        times: (N,) float64 seconds.
+        positions: (N, 2) float64 UTM (easting, northing) metres.
+        headings: (N,) float64 ENU radians.
+        traverses: the traverses, in row order.
+        zone: UTM zone of every position.
+        fingerprint: fingerprint of the encoder that made the descriptors.
+        encoder: that encoder's config (a plain dict).
+        index_kind: ``flat``, ``ivf`` or ``ivfpq``.
+    """
+
+    def __init__(self, root: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.root = root
+        self.descriptors = arrays["descriptors"]
+        self.times = arrays["times"]
+        self.positions = arrays["positions"]
+        self.headings = arrays["headings"]
+        self.traverses = tuple(MapTraverse(**item) for item in meta["traverses"])
+        self.zone = UtmZone.parse(meta["utm_zone"])
+        self.fingerprint = str(meta["encoder_fingerprint"])
+        self.encoder = dict(meta.get("encoder") or {})
+        self.index_kind = str(meta["index"]["kind"])
+        self.nprobe = int(meta["index"].get("nprobe", 16))
+        self._starts = np.array([t.first_row for t in self.traverses] + [len(self.times)], dtype=np.int64)
+        self._index = None
+        self._path_length: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def dim(self) -> int:
+        return int(self.descriptors.shape[1])
+
+    @property
+    def index(self):
+        """The faiss index as a :class:`seqvpr.vpr.ReferenceIndex` (loaded on first use)."""
+        if self._index is None:
+            self._index = _read_index(self.root / INDEX_FILE, self.index_kind, self.nprobe, self.dim)
+        return self._index
+
+    @property
+    def path_length_m(self) -> np.ndarray:
+        """Distance travelled since the start of each row's traverse, shape (N,), metres."""
+        if self._path_length is None:
+            steps = np.linalg.norm(np.diff(np.asarray(self.positions), axis=0), axis=1)
+            steps[self._starts[1:-1] - 1] = 0.0  # no step across a traverse boundary
+            total = np.concatenate([[0.0], np.cumsum(steps)])
+            self._path_length = total - np.repeat(total[self._starts[:-1]], np.diff(self._starts))
+        return self._path_length
+
+    def traverse_of(self, rows: np.ndarray) -> np.ndarray:
+        """Traverse number of each row, shape like ``rows``."""
+        return np.searchsorted(self._starts, rows, side="right") - 1
+
+    def rows_of(self, traverse: int) -> slice:
+        """The rows of traverse number ``traverse``."""
+        return slice(int(self._starts[traverse]), int(self._starts[traverse + 1]))
+
+    def window_rows(self, traverse: int, start_s: float, end_s: float) -> slice:
+        """Rows of ``traverse`` with times in [start_s, end_s], widened by one frame each side."""
+        rows = self.rows_of(traverse)
+        times = self.times[rows]
+        first = max(int(np.searchsorted(times, start_s, side="right")) - 1, 0)
+        last = min(int(np.searchsorted(times, end_s, side="left")) + 1, len(times))
+        return slice(rows.start + first, rows.start + last)
+
+    def pose_at(self, traverse: int, time_s: float) -> tuple[np.ndarray, float]:
+        """Position (easting, northing) and heading of ``traverse`` interpolated at ``time_s``."""
+        rows = self.rows_of(traverse)
+        times = self.times[rows]
+        time_s = float(np.clip(time_s, times[0], times[-1]))
+        upper = int(np.clip(np.searchsorted(times, time_s, side="right"), 1, len(times) - 1))
+        lower = upper - 1
+        span = times[upper] - times[lower]
+        fraction = (time_s - times[lower]) / span if span > 0 else 0.0
+        a, b = rows.start + lower, rows.start + upper
+        position = (1 - fraction) * self.positions[a] + fraction * self.positions[b]
+        turn = np.angle(np.exp(1j * (self.headings[b] - self.headings[a])))
+        heading = float(np.angle(np.exp(1j * (self.headings[a] + fraction * turn))))
+        return np.asarray(position, dtype=np.float64), heading
+
+
+def load_map(path: str | Path) -> Map:
+    """Open a map folder.
+
+    Raises:
+        SeqvprError: not a map, a missing or malformed file (named), arrays that disagree.
+    """
+    root = Path(path)
+    meta_path = root / MAP_YAML
+    if not meta_path.is_file():
+        raise SeqvprError(f"{root}: not a seqvpr map (no {MAP_YAML}); build one with `seqvpr map build`")
+    try:
+        meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise SeqvprError(f"{meta_path}: not valid YAML ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != MAP_FORMAT:
+        raise SeqvprError(f"{meta_path}: format is not {MAP_FORMAT!r}")
+    if meta.get("version") != MAP_VERSION:
+        raise SeqvprError(f"{meta_path}: map version {meta.get('version')!r}; this seqvpr reads {MAP_VERSION}")
+    for key in ("encoder_fingerprint", "utm_zone", "traverses", "index", "frames"):
+        if key not in meta:
+            raise SeqvprError(f"{meta_path}: missing key {key!r}")
+    arrays = {}
+    for name, ndim in ARRAYS.items():
+        file = root / f"{name}.npy"
+        if not file.is_file():
+            raise SeqvprError(f"{root}: map file {file.name} is missing")
+        try:
+            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise SeqvprError(f"{file}: not a readable .npy array ({error})") from error
+        if arrays[name].ndim != ndim or len(arrays[name]) != meta["frames"]:
+            raise SeqvprError(
+                f"{file}: shape {arrays[name].shape} does not fit {meta['frames']} frames in {MAP_YAML}"
+            )
+    if arrays["positions"].shape[1] != 2:
+        raise SeqvprError(f"{root / 'positions.npy'}: shape {arrays['positions'].shape}, expected (N, 2)")
+    if not (root / INDEX_FILE).is_file():
+        raise SeqvprError(f"{root}: map file {INDEX_FILE} is missing")
+    try:
+        loaded = Map(root, arrays, meta)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SeqvprError(f"{meta_path}: malformed ({error})") from error
+    if loaded._starts[0] != 0 or np.any(np.diff(loaded._starts) < 2):
+        raise SeqvprError(f"{meta_path}: traverse rows must start at 0 and hold at least 2 frames each")
+    return loaded
+
+
+def write_map(
+    out: str | Path,
+    parts: Sequence[MapPart],
+    *,
+    zone: str,
+    fingerprint: str,
+    encoder: dict[str, Any],
+    config: MapConfig | None = None,
+) -> Map:
+    """Write a map folder from per-traverse arrays (the last files written are index, yaml).
+
+    Args:
+        out: the map folder (created).
+        parts: the traverses, each with at least two frames.
+        zone: UTM zone of every position, e.g. ``"30U"``.
+        fingerprint: fingerprint of the encoder that made the descriptors.
+        encoder: that encoder's config, stored for information.
+        config: index settings.
+    """
+    from seqvpr.vpr.retrieval import IndexConfig, ReferenceIndex
+
+    config = config or MapConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [part.name for part in parts]
+    if not parts or len(set(names)) != len(names):
+        raise SeqvprError(f"a map needs one or more traverses with distinct names, got {names}")
+    for part in parts:
+        if len(part.times) < 2 or np.any(np.diff(part.times) <= 0):
+            raise SeqvprError(f"traverse {part.name}: needs >= 2 frames with strictly increasing times")
+    descriptors = np.concatenate([np.asarray(part.descriptors, dtype=np.float32) for part in parts])
+    norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
+    if not np.all(np.isfinite(descriptors)) or np.any(norms == 0):
+        raise SeqvprError("map descriptors must be finite and non-zero")
+    descriptors /= norms
+    arrays = {
+        "descriptors": descriptors,
+        "times": np.concatenate([np.asarray(part.times, dtype=np.float64) for part in parts]),
+        "positions": np.concatenate([np.asarray(part.positions, dtype=np.float64) for part in parts]),
+        "headings": np.concatenate([np.asarray(part.headings, dtype=np.float64) for part in parts]),
+    }
+    for name, array in arrays.items():
+        with atomic_path(out / f"{name}.npy") as temporary, open(temporary, "wb") as handle:
+            np.save(handle, array)
+    count = len(descriptors)
+    kind = "flat" if count <= config.exact_max_frames else config.large_index
+    index_config = IndexConfig(kind=kind, nlist=config.nlist, nprobe=config.nprobe,
+                               pq_subquantizers=config.pq_subquantizers, device="cpu")
+    index = ReferenceIndex.build(descriptors, index_config)
+    _write_index(index, out / INDEX_FILE)
+    first_rows = np.cumsum([0] + [len(part.times) for part in parts])
+    meta = {
+        "format": MAP_FORMAT,
+        "version": MAP_VERSION,
+        "frames": int(count),
+        "dim": int(descriptors.shape[1]),
+        "utm_zone": str(zone),
+        "encoder_fingerprint": str(fingerprint),
+        "encoder": encoder,
+        "index": {"kind": kind, "nlist": index.config.nlist, "nprobe": config.nprobe},
+        "traverses": [
+            {"name": part.name, "condition": part.condition, "first_row": int(first), "frames": len(part.times)}
+            for part, first in zip(parts, first_rows)
+        ],
+    }
+    with atomic_path(out / MAP_YAML) as temporary:
+        temporary.write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    LOGGER.info("wrote map %s: %d traverses, %d frames, %s index", out, len(parts), count, kind)
+    return load_map(out)
+
+
+def build_map(
+    traverse_dirs: Sequence[str | Path],
+    model: str | Path,
+    out: str | Path,
+    config: MapConfig | None = None,
+    *,
+    progress: bool = True,
+) -> Map:
+    """Encode traverse folders with an encoder checkpoint and write them as one map.
+
+    Each traverse's descriptors are kept in ``out/partial/<name>.npz`` (a descriptors
+    file tagged with the encoder fingerprint) until the map is written, so an interrupted
+    build resumes where it stopped.
+
+    Args:
+        traverse_dirs: prepared traverse folders (``traverse.csv``), all in one UTM zone.
+        model: encoder checkpoint (any format :func:`seqvpr.vpr.load_encoder` reads).
+        out: the map folder.
+        config: index and encoding settings.
+        progress: show progress bars.
+    """
+    from seqvpr.data.traverse import read_traverse
+    from tqdm import tqdm
+
+    from seqvpr.extraction import (
+        DescriptorFile,
+        encode_images,
+        encoder_fingerprint,
+        read_descriptor_file,
+        write_descriptor_file,
+    )
+    from seqvpr.vpr import load_encoder
+
+    config = config or MapConfig()
+    traverses = [read_traverse(directory) for directory in traverse_dirs]
+    zones = {str(traverse.zone) for traverse in traverses}
+    if len(zones) != 1:
+        raise SeqvprError(f"map traverses must share one UTM zone, got {sorted(zones)}")
+    encoder = load_encoder(model).to(config.device).eval()
+    fingerprint = encoder_fingerprint(encoder)
+    partial = Path(out) / "partial"
+    parts = []
+    for traverse in traverses:
+        cache = partial / f"{traverse.name}.npz"
+        values = None
+        if cache.is_file():
+            cached = read_descriptor_file(cache)
+            if cached.metadata.get("encoder_fingerprint") == fingerprint and len(cached.times) == len(traverse):
+                values = cached.values
+        if values is None:
+            paths = [traverse.image_path(i) for i in range(len(traverse))]
+            with tqdm(total=len(paths), unit="img", desc=f"map {traverse.name}", disable=not progress) as bar:
+                values, _, unreadable = encode_images(encoder, paths, config.batch_size, config.device, bar)
+            if unreadable:
+                raise SeqvprError(f"traverse {traverse.name}: unreadable image(s), e.g. {unreadable[0]}")
+            write_descriptor_file(cache, DescriptorFile(
+                times=traverse.times_s, values=values, image_names=np.asarray(traverse.image_paths, dtype=str),
+                metadata={"encoder_fingerprint": fingerprint, "traverse": traverse.name},
+            ))
+        parts.append(MapPart(traverse.name, traverse.condition, traverse.times_s, traverse.positions,
+                             traverse.headings_rad, values))
+    result = write_map(out, parts, zone=zones.pop(), fingerprint=fingerprint,
+                       encoder=encoder.config.to_dict(), config=config)
+    shutil.rmtree(partial)
+    return result
+
+
+def _write_index(index, path: Path) -> None:
+    from seqvpr.vpr._faiss import import_faiss
+
+    faiss = import_faiss()
+    with atomic_path(path) as temporary:
+        # ReferenceIndex keeps its faiss object private; maps store it as a plain faiss
+        # file so that it can be memory-mapped when loaded.
+        faiss.write_index(index._index, str(temporary))
+
+
+def _read_index(path: Path, kind: str, nprobe: int, dim: int):
+    from seqvpr.vpr._faiss import import_faiss
+    from seqvpr.vpr.retrieval import IndexConfig, ReferenceIndex
+
+    faiss = import_faiss()
+    flags = faiss.IO_FLAG_MMAP_IFC if kind == "flat" else faiss.IO_FLAG_MMAP
+    try:
+        index = faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as error:
+        raise SeqvprError(f"{path}: not a readable faiss index ({str(error).splitlines()[0]})") from error
+    if index.d != dim:
+        raise SeqvprError(f"{path}: index dimension {index.d} differs from the map's descriptors ({dim})")
+    return ReferenceIndex(index, IndexConfig(kind=kind, nprobe=nprobe, device="cpu"), dim)

@@ -1,0 +1,131 @@
+"""``seqvpr localize``: a traverse folder or a bag replayed through the streaming localizer.
+
+The same :class:`~seqvpr.localization.StreamingLocalizer` a robot runs, fed from disk;
+outputs as :func:`seqvpr.localization.replay.write_replay` describes, plus the resolved
+``localization.yaml`` and, for bags, optionally a copy of the bag with the estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqvpr.config import save_config
+from seqvpr.errors import SeqvprError
+from seqvpr.localization.config import LocalizerConfig
+from seqvpr.localization.replay import Frame, replay, summarize, write_replay
+from seqvpr.localization.streaming import StreamingLocalizer
+
+__all__ = ["is_traverse", "localize_offline"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def is_traverse(source: Path) -> bool:
+    """Whether ``source`` is a prepared traverse folder (else it is read as a bag)."""
+    from seqvpr.data.traverse import TRAVERSE_CSV
+
+    return (source / TRAVERSE_CSV).is_file()
+
+
+def localize_offline(
+    map_dir: str | Path,
+    source: str | Path,
+    out: str | Path,
+    config: LocalizerConfig | None = None,
+    *,
+    model: str | Path | None = None,
+    descriptors: str | Path | None = None,
+    image_topic: str = "/camera/image_raw",
+    truth_topic: str | None = None,
+    truth_traverse: str | Path | None = None,
+    write_bag: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Localize every frame of ``source`` against the map and write the results to ``out``.
+
+    Args:
+        map_dir: the map folder.
+        source: a prepared traverse folder, or a bag (ROS 1 ``.bag``, ROS 2 folder).
+        out: output folder (must exist).
+        config: localizer settings.
+        model: encoder checkpoint (its fingerprint must be the map's); needed unless
+            ``descriptors`` are given.
+        descriptors: for a traverse source, its descriptors file (``seqvpr extract``)
+            made by the map's encoder, instead of ``model``.
+        image_topic: for a bag, the camera topic.
+        truth_topic: for a bag, a NavSatFix/Odometry/PoseStamped topic with the truth.
+        truth_traverse: for a bag, a traverse folder whose poses are the truth instead.
+        write_bag: for a bag, write a copy with the estimates to this path.
+        progress: show a progress bar.
+
+    Returns:
+        The summary (as in ``summary.json``).
+    """
+    from seqvpr.data.traverse import read_traverse
+    from seqvpr.localization.bags import bag_frames, write_estimates_bag
+    from seqvpr.localization.replay import traverse_frames
+
+    config = config or LocalizerConfig()
+    source, out = Path(source), Path(out)
+    if model is None and descriptors is None:
+        raise SeqvprError("localize: give --model (the map's encoder) or --descriptors")
+    if model is not None and not Path(model).is_file():
+        raise SeqvprError(f"localize: no such checkpoint file {model}")
+    localizer = StreamingLocalizer.from_map(map_dir, config, model=model)
+    traverse_source = is_traverse(source)
+    if not traverse_source and descriptors is not None:
+        raise SeqvprError("localize: --descriptors applies to a traverse source, not to a bag")
+    if traverse_source and (write_bag is not None or truth_topic is not None or truth_traverse is not None):
+        raise SeqvprError("localize: --write-bag, --truth-topic and --truth-traverse apply to bag sources")
+    if traverse_source:
+        traverse = read_traverse(source)
+        values = None if descriptors is None else _traverse_descriptors(Path(descriptors), traverse, localizer)
+        frames: list[Frame] | Any = traverse_frames(traverse, values)
+        total = len(traverse)
+        title = f"{traverse.name} against {Path(map_dir).name}"
+    else:
+        frames = bag_frames(source, image_topic, localizer.map.zone, truth_topic)
+        if truth_traverse is not None:
+            frames = _with_traverse_truth(frames, read_traverse(truth_traverse, check_images=False))
+        total = len(frames)
+        title = f"{source.name} against {Path(map_dir).name}"
+    result = replay(localizer, frames, progress=progress, total=total)
+    summary = summarize(result)
+    summary["source"], summary["map"] = str(source), str(map_dir)
+    write_replay(out, result, summary, title=title)
+    save_config(config, out / "localization.yaml")
+    if write_bag is not None:
+        write_estimates_bag(source, write_bag, result.estimates)
+    return summary
+
+
+def _traverse_descriptors(path: Path, traverse: Any, localizer: StreamingLocalizer) -> np.ndarray:
+    from seqvpr.extraction import read_descriptor_file
+
+    if not path.is_file():
+        raise SeqvprError(f"localize: no such descriptors file {path}")
+    data = read_descriptor_file(path)
+    fingerprint = data.metadata.get("encoder_fingerprint")
+    if fingerprint != localizer.map.fingerprint:
+        raise SeqvprError(f"{path}: made by encoder {fingerprint}, the map by {localizer.map.fingerprint}")
+    known = dict(zip(data.image_names.tolist(), range(len(data.image_names))))
+    missing = [name for name in traverse.image_paths if str(name) not in known]
+    if missing:
+        raise SeqvprError(f"{path}: lacks descriptors of {len(missing)} image(s) of {traverse.name}, e.g. {missing[0]}")
+    return np.asarray(data.values, dtype=np.float32)[[known[str(name)] for name in traverse.image_paths]]
+
+
+def _with_traverse_truth(frames: list[Frame], traverse: Any) -> list[Frame]:
+    times, positions = traverse.times_s, traverse.positions
+    result = []
+    for frame in frames:
+        truth = None
+        if times[0] <= frame.stamp_s <= times[-1]:
+            truth = (float(np.interp(frame.stamp_s, times, positions[:, 0])),
+                     float(np.interp(frame.stamp_s, times, positions[:, 1])))
+        result.append(Frame(frame.stamp_s, frame.image, frame.descriptor, truth, frame.odometry))
+    return result

@@ -1,0 +1,191 @@
+"""Candidate reference windows for a query, and their batched alignment.
+
+No oracle: the windows come from the map itself.
+
+- **Global proposal.** Each keyframe's faiss neighbours are candidate reference times.
+  A neighbour at reference time tau of keyframe j (query time t_j, query span
+  [t_0, t_m]) implies that the newest keyframe sits near tau + (t_m - t_j) and that the
+  query lies inside [tau - s (t_j - t_0), tau + s (t_m - t_j)] for the fastest speed ratio
+  s (reference seconds per query second). Candidates are sorted by that implied time per
+  traverse and split where it jumps by more than ``cluster_gap_s``; each cluster is one
+  window (the union of its candidates' spans, plus slack), ranked by how many distinct
+  keyframes voted for it. A window never leaves its traverse.
+- **Tracking proposal.** While tracking, one window around the predicted reference time.
+- **Decoys.** Two windows as long as the first window, just before and just after it on
+  the same traverse with ``distinct_m`` of path between, so that the best window always has
+  a runner-up to be compared with, even where every neighbour agrees.
+- **Alignment.** One subsequence GDTW over all windows at once (padded to a common
+  length, ``Signal.lengths``); the lowest cost wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqvpr.align import GDTWConfig, Signal, gdtw
+from seqvpr.localization.config import LocalizerConfig
+from seqvpr.localization.map import Map
+
+__all__ = ["Window", "Alignment", "global_windows", "tracking_window", "decoy_windows", "align_windows"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of one reference traverse.
+
+    Attributes:
+        traverse: traverse number in the map.
+        start_s, end_s: reference time span, seconds.
+        votes: distinct keyframes that voted for it (0 for tracking and decoy windows).
+        source: ``"global"``, ``"tracking"`` or ``"decoy"``.
+    """
+
+    traverse: int
+    start_s: float
+    end_s: float
+    votes: int = 0
+    source: str = "global"
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The query aligned to each window.
+
+    Attributes:
+        windows: the windows, (W,).
+        costs: GDTW objective per window, shape (W,).
+        end_times: reference time of the newest keyframe per window, shape (W,).
+        start_times: reference time of the oldest keyframe per window, shape (W,).
+    """
+
+    windows: list[Window]
+    costs: np.ndarray
+    end_times: np.ndarray
+    start_times: np.ndarray
+
+
+def global_windows(
+    reference_map: Map,
+    keyframe_times: np.ndarray,
+    neighbour_rows: np.ndarray,
+    config: LocalizerConfig,
+) -> list[Window]:
+    """Cluster the keyframes' faiss neighbours into at most ``config.max_windows`` windows.
+
+    Args:
+        reference_map: the map.
+        keyframe_times: query keyframe times, shape (m,), increasing.
+        neighbour_rows: map rows of each keyframe's neighbours, shape (m, k); -1 = none.
+        config: window sizes and limits.
+
+    Returns:
+        Windows, most-voted first.
+    """
+    first, last = keyframe_times[0], keyframe_times[-1]
+    keyframe = np.broadcast_to(np.arange(len(keyframe_times))[:, None], neighbour_rows.shape)
+    valid = neighbour_rows >= 0
+    rows, keyframe = neighbour_rows[valid], keyframe[valid]
+    if rows.size == 0:
+        return []
+    traverse = reference_map.traverse_of(rows)
+    tau = np.asarray(reference_map.times[rows])
+    offset_before = keyframe_times[keyframe] - first
+    offset_after = last - keyframe_times[keyframe]
+    implied_end = tau + offset_after
+    low = tau - config.max_speed_ratio * offset_before - config.window_slack_s
+    high = tau + config.max_speed_ratio * offset_after + config.window_slack_s
+    order = np.lexsort((implied_end, traverse))
+    traverse, implied_end, low, high, keyframe = (a[order] for a in (traverse, implied_end, low, high, keyframe))
+    breaks = np.flatnonzero((np.diff(traverse) != 0) | (np.diff(implied_end) > config.cluster_gap_s)) + 1
+    windows = []
+    for members in np.split(np.arange(len(traverse)), breaks):
+        t = int(traverse[members[0]])
+        rows_of = reference_map.rows_of(t)
+        span_start, span_end = reference_map.times[rows_of.start], reference_map.times[rows_of.stop - 1]
+        start = max(float(low[members].min()), float(span_start))
+        end = min(float(high[members].max()), float(span_end))
+        if end > start:
+            windows.append(Window(t, start, end, int(np.unique(keyframe[members]).size)))
+    windows.sort(key=lambda window: -window.votes)
+    return windows[: config.max_windows]
+
+
+def tracking_window(
+    reference_map: Map, traverse: int, predicted_end_s: float, query_span_s: float, config: LocalizerConfig
+) -> Window:
+    """The window around a predicted reference time of the newest keyframe."""
+    rows = reference_map.rows_of(traverse)
+    start = predicted_end_s - config.max_speed_ratio * query_span_s - config.tracking_slack_s
+    end = predicted_end_s + config.tracking_slack_s
+    start = max(start, float(reference_map.times[rows.start]))
+    end = min(end, float(reference_map.times[rows.stop - 1]))
+    return Window(traverse, start, max(end, start), 0, "tracking")
+
+
+def decoy_windows(reference_map: Map, window: Window, distance_m: float) -> list[Window]:
+    """Windows as long as ``window`` just before and after it, ``distance_m`` of path clear of it."""
+    rows = reference_map.rows_of(window.traverse)
+    times = np.asarray(reference_map.times[rows])
+    path = reference_map.path_length_m[rows]
+    start_path, end_path = np.interp([window.start_s, window.end_s], times, path)
+    length = window.end_s - window.start_s
+    decoys = []
+    before_end = start_path - distance_m
+    if before_end > path[0]:
+        end = float(np.interp(before_end, path, times))
+        decoys.append(Window(window.traverse, max(end - length, float(times[0])), end, 0, "decoy"))
+    after_start = end_path + distance_m
+    if after_start < path[-1]:
+        start = float(np.interp(after_start, path, times))
+        decoys.append(Window(window.traverse, start, min(start + length, float(times[-1])), 0, "decoy"))
+    return decoys
+
+
+def align_windows(
+    reference_map: Map,
+    windows: list[Window],
+    query_times: np.ndarray,
+    query_values: np.ndarray,
+    config: LocalizerConfig,
+) -> Alignment:
+    """One batched subsequence GDTW of the query against every window.
+
+    Args:
+        reference_map: the map.
+        windows: W windows.
+        query_times: keyframe times, shape (m,), increasing, seconds.
+        query_values: keyframe descriptors, shape (m, D), unit norm.
+        config: GDTW settings.
+    """
+    slices = [reference_map.window_rows(w.traverse, w.start_s, w.end_s) for w in windows]
+    lengths = np.array([s.stop - s.start for s in slices])
+    size = int(lengths.max())
+    dim = reference_map.dim
+    values = np.zeros((len(windows), size, dim), dtype=np.float32)
+    times = np.zeros((len(windows), size), dtype=np.float64)
+    origins = np.array([reference_map.times[s.start] for s in slices])
+    for i, rows in enumerate(slices):
+        count = lengths[i]
+        values[i, :count] = reference_map.descriptors[rows]
+        local = np.asarray(reference_map.times[rows]) - origins[i]
+        times[i, :count] = local
+        times[i, count:] = local[-1] + np.arange(1, size - count + 1)
+    device = torch.device(config.device)
+    reference = Signal(torch.from_numpy(times), torch.from_numpy(values).to(device),
+                       torch.from_numpy(lengths))
+    relative = query_times - query_times[0]
+    query = Signal(torch.from_numpy(np.tile(relative, (len(windows), 1))),
+                   torch.from_numpy(np.ascontiguousarray(query_values, dtype=np.float32)).to(device)
+                   .expand(len(windows), -1, -1))
+    result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size,
+                                               refinements=config.refinements))
+    warp = result.warp.cpu().numpy()
+    return Alignment(
+        windows=list(windows),
+        costs=result.cost.cpu().numpy(),
+        end_times=warp[:, -1] + origins,
+        start_times=warp[:, 0] + origins,
+    )

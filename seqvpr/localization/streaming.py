@@ -1,0 +1,418 @@
+"""The streaming localizer: camera frames in, geotagged pose estimates out, frame by frame.
+
+Every ``query_period_s`` of camera time (or every ``query_spacing_m`` of odometry) a frame
+becomes a keyframe: its descriptor (given, or computed by the encoder) joins a ring buffer
+of the last ``query_length`` keyframes, the query. Candidate reference windows are proposed
+from the map (:mod:`seqvpr.localization.proposal`), the query is aligned to all of them in
+one batched subsequence GDTW, and the lowest-cost window gives the fix: the reference pose
+at the warped time of the newest keyframe. The margin to the best window elsewhere gives
+the confidence, the calibration (:mod:`seqvpr.localization.calibration`) the covariance.
+Frames between keyframes get the last fix carried forward along the reference at the
+aligned speed.
+
+Robustness: a stamp equal to the newest is a duplicate and a stamp slightly behind it is
+out of order (both dropped and counted); a jump back of more than ``reset_backward_s``
+(a replayed bag restarting) or a gap of more than ``max_keyframe_gap_s`` between keyframes
+resets the buffer. Images that are not HxWx3 uint8 arrays are counted and skipped, as are
+descriptors with NaN/inf. Memory is bounded by the ring buffer.
+
+Pure Python: no ROS; times are float seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqvpr.data.geo import utm_to_latlon
+from seqvpr.errors import SeqvprError
+from seqvpr.localization.calibration import Calibration, load_calibration
+from seqvpr.localization.config import LocalizerConfig
+from seqvpr.localization.map import Map, load_map
+from seqvpr.localization.proposal import align_windows, decoy_windows, global_windows, tracking_window
+
+__all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
+
+LOGGER = logging.getLogger(__name__)
+
+COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
+            "corrupt_images", "non_finite")
+_NAN = float("nan")
+
+
+class Status(enum.Enum):
+    """What the localizer can say: not enough keyframes yet, a published fix, or no fix."""
+
+    INITIALIZING = "INITIALIZING"
+    TRACKING = "TRACKING"
+    LOST = "LOST"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The localizer's answer for one frame.
+
+    A fix (finite position) is published exactly when ``status`` is ``TRACKING``.
+
+    Attributes:
+        stamp_s: the frame's stamp, seconds.
+        status: INITIALIZING, TRACKING or LOST.
+        easting, northing: UTM position, metres.
+        utm_zone, utm_letter: the UTM zone number and latitude band of the position.
+        heading_rad: ENU heading of the reference at the fix.
+        latitude, longitude: WGS84 degrees.
+        covariance: (2, 2) position covariance in (easting, northing), m^2.
+        confidence: probability in [0, 1] that the fix is correct (within the
+            calibration's ``correct_m``); 0 without a fix attempt.
+        traverse: the matched reference traverse.
+        reference_time_s: the matched time on it.
+        latency_s: wall time ``update`` took for this frame.
+        is_keyframe: whether this frame was a keyframe (a fresh alignment).
+    """
+
+    stamp_s: float
+    status: Status
+    easting: float = _NAN
+    northing: float = _NAN
+    utm_zone: int = 0
+    utm_letter: str = ""
+    heading_rad: float = _NAN
+    latitude: float = _NAN
+    longitude: float = _NAN
+    covariance: np.ndarray = field(default_factory=lambda: np.full((2, 2), _NAN))
+    confidence: float = 0.0
+    traverse: str = ""
+    reference_time_s: float = _NAN
+    latency_s: float = 0.0
+    is_keyframe: bool = False
+
+    @property
+    def has_fix(self) -> bool:
+        return self.status is Status.TRACKING
+
+
+@dataclass
+class _Keyframe:
+    stamp_s: float
+    values: np.ndarray
+    rows: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Fix:
+    traverse: int
+    reference_time_s: float
+    stamp_s: float
+    rate: float
+    confidence: float
+    covariance: np.ndarray
+
+
+class StreamingLocalizer:
+    """Localizes a stream of camera frames against a map.
+
+    Args:
+        reference_map: the map.
+        config: keyframe, proposal and alignment settings.
+        encoder: a :class:`seqvpr.vpr.NetVLADEncoder` whose fingerprint is the map's, or
+            None (then every ``update`` must pass a descriptor).
+        calibration: confidence/covariance calibration; default the map's
+            ``calibration.yaml``, else the built-in uncalibrated default.
+    """
+
+    def __init__(
+        self,
+        reference_map: Map,
+        config: LocalizerConfig | None = None,
+        encoder: Any = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.map = reference_map
+        self.config = config or LocalizerConfig()
+        self.encoder = encoder
+        if encoder is not None:
+            encoder.to(self.config.device).eval()
+        self.calibration = calibration or load_calibration(reference_map.root) or Calibration()
+        self._counters = dict.fromkeys(COUNTERS, 0)
+        self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.query_length)
+        self._last_stamp: float | None = None
+        self._odometry_position: np.ndarray | None = None
+        self._odometry_distance = 0.0
+        self._keyframe_distance: float | None = None
+        self._status = Status.INITIALIZING
+        self._fix: _Fix | None = None
+        self._since_global = 0
+
+    @classmethod
+    def from_map(
+        cls,
+        map_dir: str | Path,
+        config: LocalizerConfig | None = None,
+        model: str | Path | None = None,
+        device: str | None = None,
+    ) -> StreamingLocalizer:
+        """Open a map folder and, optionally, the encoder checkpoint that made it.
+
+        Args:
+            map_dir: the map folder.
+            config: settings (default :class:`LocalizerConfig`).
+            model: encoder checkpoint; None means descriptors are passed to ``update``.
+            device: torch device; None keeps ``config.device``.
+
+        Raises:
+            SeqvprError: a bad map, or an encoder whose fingerprint is not the map's.
+        """
+        config = config or LocalizerConfig()
+        if device is not None:
+            config = dataclasses.replace(config, device=device)
+        reference_map = load_map(map_dir)
+        encoder = None
+        if model is not None:
+            from seqvpr.extraction import encoder_fingerprint
+            from seqvpr.vpr import load_encoder
+
+            encoder = load_encoder(model)
+            fingerprint = encoder_fingerprint(encoder)
+            if fingerprint != reference_map.fingerprint:
+                raise SeqvprError(
+                    f"encoder {model} (fingerprint {fingerprint}) is not the encoder map {map_dir} was "
+                    f"built with (fingerprint {reference_map.fingerprint}); descriptors would not compare"
+                )
+        return cls(reference_map, config, encoder)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Frames received, keyframes, fixes, and what was dropped or reset, by reason."""
+        return dict(self._counters)
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    def reset(self) -> None:
+        """Forget the query buffer and the track (the map and counters stay)."""
+        self._keyframes.clear()
+        self._last_stamp = None
+        self._odometry_position = None
+        self._keyframe_distance = None
+        self._status = Status.INITIALIZING
+        self._fix = None
+        self._since_global = 0
+
+    # -- the frame loop -------------------------------------------------------------
+    def update(
+        self,
+        stamp_s: float,
+        image: np.ndarray | None = None,
+        descriptor: np.ndarray | None = None,
+        odometry: Any = None,
+    ) -> Estimate:
+        """Process one camera frame.
+
+        Args:
+            stamp_s: capture time, seconds.
+            image: HxWx3 uint8 RGB array (needs an encoder), or None.
+            descriptor: the frame's descriptor, shape (D,), instead of the image.
+            odometry: travelled distance (float, metres) or an odometry position
+                (x, y[, ...]) in metres; with ``query_spacing_m`` it spaces the keyframes.
+
+        Returns:
+            The :class:`Estimate` for this frame.
+
+        Raises:
+            SeqvprError: neither image nor descriptor, an image without encoder, or a
+                descriptor of the wrong dimension.
+        """
+        started = time.perf_counter()
+        self._counters["received"] += 1
+        if image is None and descriptor is None:
+            raise SeqvprError("update() needs an image or a descriptor")
+        stamp = float(stamp_s)
+        if not math.isfinite(stamp):
+            self._counters["non_finite"] += 1
+            return self._carried(self._last_stamp or 0.0, started)
+        if self._last_stamp is not None:
+            if stamp == self._last_stamp:
+                self._counters["dropped_duplicate"] += 1
+                return self._carried(stamp, started)
+            if stamp < self._last_stamp:
+                if self._last_stamp - stamp <= self.config.reset_backward_s:
+                    self._counters["dropped_out_of_order"] += 1
+                    return self._carried(stamp, started)
+                LOGGER.info("stamp jumped back %.3f s: resetting", self._last_stamp - stamp)
+                self._counters["resets"] += 1
+                self.reset()
+        self._last_stamp = stamp
+        self._track_odometry(odometry)
+        if not self._keyframe_due(stamp):
+            return self._carried(stamp, started)
+        values = self._describe(image, descriptor)
+        if values is None:
+            return self._carried(stamp, started)
+        if self._keyframes and stamp - self._keyframes[-1].stamp_s > self.config.max_keyframe_gap_s:
+            LOGGER.info("%.1f s without keyframes: resetting", stamp - self._keyframes[-1].stamp_s)
+            self._counters["resets"] += 1
+            self.reset()
+            self._last_stamp = stamp
+        self._keyframes.append(_Keyframe(stamp, values))
+        self._keyframe_distance = self._odometry_distance
+        self._counters["keyframes"] += 1
+        return self._localize(stamp, started)
+
+    # -- keyframes ------------------------------------------------------------------
+    def _track_odometry(self, odometry: Any) -> None:
+        if odometry is None:
+            return
+        reading = np.atleast_1d(np.asarray(odometry, dtype=np.float64))
+        if not np.all(np.isfinite(reading)):
+            self._counters["non_finite"] += 1
+            return
+        if reading.size == 1:
+            self._odometry_distance = float(reading[0])
+        else:
+            position = reading[:2]
+            if self._odometry_position is not None:
+                self._odometry_distance += float(np.linalg.norm(position - self._odometry_position))
+            self._odometry_position = position
+
+    def _keyframe_due(self, stamp: float) -> bool:
+        if not self._keyframes:
+            return True
+        if self.config.query_spacing_m is not None and self._keyframe_distance is not None and (
+            self._odometry_position is not None or self._odometry_distance != 0.0
+        ):
+            return self._odometry_distance - self._keyframe_distance >= self.config.query_spacing_m
+        return stamp - self._keyframes[-1].stamp_s >= self.config.query_period_s - 1e-3
+
+    def _describe(self, image: Any, descriptor: Any) -> np.ndarray | None:
+        if descriptor is not None:
+            values = np.asarray(descriptor, dtype=np.float32).reshape(-1)
+            if values.shape != (self.map.dim,):
+                raise SeqvprError(f"descriptor must have shape ({self.map.dim},) like the map's, got {values.shape}")
+        else:
+            if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                    and image.shape[2] == 3 and min(image.shape[:2]) >= 2):
+                self._counters["corrupt_images"] += 1
+                return None
+            if self.encoder is None:
+                raise SeqvprError("this localizer has no encoder (model=None): pass descriptors to update()")
+            values = self._encode(image)
+        norm = float(np.linalg.norm(values))
+        if not (math.isfinite(norm) and norm > 0):
+            self._counters["non_finite"] += 1
+            return None
+        return values / norm
+
+    def _encode(self, image: np.ndarray) -> np.ndarray:
+        import torch
+
+        from seqvpr.vpr import images_to_tensor
+
+        tensor = images_to_tensor([image], self.encoder.config).to(self.config.device)
+        with torch.inference_mode():
+            return self.encoder(tensor)[0].float().cpu().numpy()
+
+    # -- localization ---------------------------------------------------------------
+    def _localize(self, stamp: float, started: float) -> Estimate:
+        config = self.config
+        if len(self._keyframes) < config.min_query_length:
+            self._status, self._fix = Status.INITIALIZING, None
+            return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
+        self._search_new_keyframes()
+        times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
+        values = np.stack([keyframe.values for keyframe in self._keyframes])
+        windows = []
+        tracking = self._status is Status.TRACKING and self._fix is not None
+        if tracking:
+            fix = self._fix
+            predicted = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
+            windows.append(tracking_window(self.map, fix.traverse, predicted, times[-1] - times[0], config))
+        self._since_global += 1
+        if not tracking or self._since_global >= config.global_every:
+            self._since_global = 0
+            rows = np.stack([keyframe.rows for keyframe in self._keyframes])
+            windows.extend(global_windows(self.map, times, rows, config))
+        if not windows:
+            return self._no_fix(stamp, started, Status.LOST)
+        windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
+        alignment = align_windows(self.map, windows, times, values, config)
+        costs = alignment.costs
+        ends = np.stack([self.map.pose_at(w.traverse, t)[0] for w, t in zip(windows, alignment.end_times)])
+        best = int(np.argmin(costs))
+        distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
+        margin = 0.0
+        if distinct.any():
+            runner_up = float(costs[distinct].min())
+            margin = 1.0 - float(costs[best]) / runner_up if runner_up > 0 else 0.0
+        confidence = self.calibration.confidence(margin)
+        self._last_margin = margin
+        window = windows[best]
+        span = times[-1] - times[0]
+        rate = (alignment.end_times[best] - alignment.start_times[best]) / span if span > 0 else 1.0
+        if confidence < config.confidence_threshold:
+            self._status, self._fix = Status.LOST, None
+            return Estimate(stamp, Status.LOST, confidence=confidence, latency_s=time.perf_counter() - started,
+                            is_keyframe=True, traverse=self.map.traverses[window.traverse].name,
+                            reference_time_s=float(alignment.end_times[best]))
+        heading = self.map.pose_at(window.traverse, alignment.end_times[best])[1]
+        self._fix = _Fix(window.traverse, float(alignment.end_times[best]), stamp,
+                         float(np.clip(rate, 0.0, config.max_speed_ratio)), confidence,
+                         self.calibration.covariance(confidence, heading))
+        self._status = Status.TRACKING
+        self._counters["fixes"] += 1
+        return self._estimate_from_fix(stamp, started, is_keyframe=True)
+
+    @property
+    def last_margin(self) -> float:
+        """The margin 1 - c1/c2 of the last alignment (what the calibration maps)."""
+        return getattr(self, "_last_margin", 0.0)
+
+    def _search_new_keyframes(self) -> None:
+        pending = [keyframe for keyframe in self._keyframes if keyframe.rows is None]
+        if not pending:
+            return
+        result = self.map.index.search(np.stack([keyframe.values for keyframe in pending]), self.config.top_k)
+        for keyframe, rows in zip(pending, result.indices):
+            keyframe.rows = rows
+
+    def _carried(self, stamp: float, started: float) -> Estimate:
+        """A frame between keyframes: the last fix carried along the reference to ``stamp``."""
+        if self._status is Status.TRACKING and self._fix is not None:
+            return self._estimate_from_fix(stamp, started, is_keyframe=False)
+        return Estimate(stamp, self._status, latency_s=time.perf_counter() - started)
+
+    def _no_fix(self, stamp: float, started: float, status: Status) -> Estimate:
+        self._status, self._fix = status, None
+        return Estimate(stamp, status, latency_s=time.perf_counter() - started, is_keyframe=True)
+
+    def _estimate_from_fix(self, stamp: float, started: float, is_keyframe: bool) -> Estimate:
+        fix = self._fix
+        reference_time = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
+        position, heading = self.map.pose_at(fix.traverse, reference_time)
+        latitude, longitude = utm_to_latlon(position[None], self.map.zone)
+        return Estimate(
+            stamp_s=stamp,
+            status=Status.TRACKING,
+            easting=float(position[0]),
+            northing=float(position[1]),
+            utm_zone=self.map.zone.number,
+            utm_letter=self.map.zone.letter,
+            heading_rad=heading,
+            latitude=float(latitude[0]),
+            longitude=float(longitude[0]),
+            covariance=fix.covariance.copy(),
+            confidence=fix.confidence,
+            traverse=self.map.traverses[fix.traverse].name,
+            reference_time_s=float(reference_time),
+            latency_s=time.perf_counter() - started,
+            is_keyframe=is_keyframe,
+        )
