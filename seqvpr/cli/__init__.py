@@ -31,6 +31,9 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.pairs",
     "seqvpr.cli.evaluate",
     "seqvpr.cli.finetune",
+    "seqvpr.cli.map",
+    "seqvpr.cli.localize",
+    "seqvpr.cli.bag",
 )
 
 
