@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.map",
     "seqvpr.cli.localize",
     "seqvpr.cli.bag",
+    "seqvpr.cli.audio_data",
 )
 
 
