@@ -12,19 +12,19 @@ from torch.utils.data import Dataset
 from seqvpr.data.images import read_rgb
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
+from seqvpr.vpr.encoder import image_to_tensor
 
-__all__ = ["SequencePairDataset", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["SequencePairDataset"]
 
 
 class SequencePairDataset(Dataset):
-    """Sequence pairs from a pairs CSV, with their images loaded and normalised.
+    """Sequence pairs from a pairs CSV, with their images loaded.
 
-    Each item is a dict:
+    Images are RGB in [0, 1], resized like the encoder's own input
+    (:func:`seqvpr.vpr.encoder.image_to_tensor`); the encoder normalises them, so a
+    batch goes straight into :class:`~seqvpr.vpr.encoder.NetVLADEncoder`. Each item is a dict:
 
-    - ``reference_images``: (R, 3, H, W) float32, RGB normalised by ``mean``/``std``;
+    - ``reference_images``: (R, 3, H, W) float32, RGB in [0, 1];
     - ``query_images``: (Q, 3, H, W) float32;
     - ``reference_times``: (R,) float64 seconds since the reference's first frame;
     - ``query_times``: (Q,) float64 seconds since the query's first frame;
@@ -39,8 +39,8 @@ class SequencePairDataset(Dataset):
     Args:
         pairs_csv: a file written by ``seqvpr pairs``.
         traverse_root: directory holding ``<traverse>/<image path>``.
-        image_size: (W, H) to resize every image to, or None to keep their size.
-        mean, std: per-channel normalisation of RGB values in 0..1.
+        image_size: (W, H) to resize every image to (the encoder's ``image_width``,
+            ``image_height``), or None to keep their size.
     """
 
     def __init__(
@@ -48,29 +48,18 @@ class SequencePairDataset(Dataset):
         pairs_csv: str | os.PathLike,
         traverse_root: str | os.PathLike,
         image_size: tuple[int, int] | None = (240, 180),
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         self.pairs: list[SequencePair] = read_pairs(pairs_csv)
         self.traverse_root = Path(traverse_root)
         self.image_size = image_size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _load(self, traverse: str, images: np.ndarray) -> torch.Tensor:
-        import cv2
-
-        frames = []
-        for image in images:
-            rgb = read_rgb(self.traverse_root / traverse / str(image))
-            if self.image_size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(self.image_size):
-                rgb = cv2.resize(rgb, tuple(self.image_size), interpolation=cv2.INTER_AREA)
-            frames.append(torch.from_numpy(np.ascontiguousarray(rgb)))
-        stacked = torch.stack(frames).permute(0, 3, 1, 2).float() / 255.0
-        return (stacked - self.mean) / self.std
+        frames = [image_to_tensor(read_rgb(self.traverse_root / traverse / str(image)), self.image_size)
+                  for image in images]
+        return torch.stack(frames)
 
     def __getitem__(self, index: int) -> dict:
         pair = self.pairs[index]

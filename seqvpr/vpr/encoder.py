@@ -37,6 +37,7 @@ __all__ = [
     "IMAGENET_VGG16_URL",
     "load_imagenet_backbone",
     "load_torchvision_backbone",
+    "image_to_tensor",
     "images_to_tensor",
     "sample_local_descriptors",
 ]
@@ -360,8 +361,32 @@ def _load_vgg_features(encoder: NetVLADEncoder, state: Mapping[str, torch.Tensor
     logger.info("loaded VGG16 backbone weights from %s", source)
 
 
+def image_to_tensor(image: np.ndarray, size: tuple[int, int] | None) -> torch.Tensor:
+    """One RGB image as the encoder's input: resized, float32 RGB in [0, 1].
+
+    Shrinking uses area interpolation, enlarging bilinear. Normalisation is the encoder's
+    job (:class:`EncoderConfig` ``pixel_*``), not done here.
+
+    Args:
+        image: uint8 RGB, shape (H, W, 3).
+        size: (width, height) to resize to, or None to keep the image's size.
+
+    Returns:
+        float32 RGB in [0, 1], shape (3, height, width).
+    """
+    import cv2
+
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 RGB of shape (H, W, 3), got {image.dtype} {image.shape}")
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        shrinking = image.shape[1] >= size[0] and image.shape[0] >= size[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        image = cv2.resize(image, tuple(size), interpolation=interpolation)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
 def images_to_tensor(images: Sequence[np.ndarray], config: EncoderConfig) -> torch.Tensor:
-    """Resize RGB images to the configured input size and stack them.
+    """Resize RGB images to the configured input size and stack them (:func:`image_to_tensor`).
 
     Args:
         images: uint8 RGB arrays, each shape (H_i, W_i, 3).
@@ -370,19 +395,7 @@ def images_to_tensor(images: Sequence[np.ndarray], config: EncoderConfig) -> tor
     Returns:
         float32 RGB in [0, 1], shape (B, 3, image_height, image_width).
     """
-    import cv2
-
     size = (config.image_width, config.image_height)
-    resized = []
-    for index, image in enumerate(images):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"image {index} must be uint8 RGB of shape (H, W, 3), got {image.dtype} {image.shape}"
-            )
-        shrinking = image.shape[1] >= size[0] and image.shape[0] >= size[1]
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        resized.append(cv2.resize(image, size, interpolation=interpolation))
-    if not resized:
+    if not images:
         return torch.empty(0, 3, size[1], size[0])
-    batch = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
-    return batch.to(torch.float32).div_(255.0)
+    return torch.stack([image_to_tensor(image, size) for image in images])
