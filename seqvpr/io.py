@@ -4,6 +4,8 @@
 - :func:`claim_output_dir`: the one rule for every command that writes a folder: it
   records its options there; the same options resume, different options stop with a
   message that names the differing option (or rebuild with ``overwrite=True``).
+- :func:`read_npz`: every array of an ``.npz`` file (no pickles); a missing, empty,
+  truncated or corrupt file is a :class:`~seqvpr.errors.SeqvprError` naming it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from seqvpr.errors import OutputConflictError, SeqvprError
 
-__all__ = ["OPTIONS_FILE", "atomic_path", "claim_output_dir"]
+__all__ = ["OPTIONS_FILE", "atomic_path", "claim_output_dir", "read_npz"]
 
 OPTIONS_FILE = "seqvpr-options.yaml"
 
@@ -129,3 +134,32 @@ def claim_output_dir(
     with atomic_path(record) as temporary:
         temporary.write_text(yaml.safe_dump(wanted, sort_keys=True), encoding="utf-8")
     return False
+
+
+def read_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read whole (``allow_pickle=False``).
+
+    Args:
+        path: the file.
+        what: what the file should be, for messages (e.g. ``"a descriptors file"``).
+
+    Raises:
+        SeqvprError: the file is missing, empty, truncated, corrupt or holds pickled
+            objects; names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SeqvprError(f"{path}: no such file (expected {what})")
+    if path.stat().st_size == 0:
+        raise SeqvprError(f"{path}: empty file (expected {what})")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise SeqvprError(f"{path}: a single .npy array, not {what}")
+        with loaded as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        if isinstance(error, SeqvprError):
+            raise
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise SeqvprError(f"{path}: not a readable .npz file, truncated or corrupt? ({reason}); expected {what}") from None

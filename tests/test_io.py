@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from seqvpr.errors import OutputConflictError, SeqvprError
-from seqvpr.io import OPTIONS_FILE, atomic_path, claim_output_dir
+from seqvpr.io import OPTIONS_FILE, atomic_path, claim_output_dir, read_npz
 
 
 def test_atomic_path_uses_umask(tmp_path):
@@ -54,3 +54,21 @@ def test_claim_output_dir_never_deletes_foreign_folders(tmp_path):
     file_out.write_text("x")
     with pytest.raises(SeqvprError, match="is not a folder"):
         claim_output_dir(file_out, {"seed": 0})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[: len(data) // 2], "not a readable .npz file"),
+    (lambda data: data[:100], "not a readable .npz file"),
+    (lambda data: b"", "empty file"),
+    (lambda data: b"times,values\n1,2\n", "not a readable .npz file"),
+])
+def test_read_npz_names_a_damaged_file(tmp_path, damage, message):
+    import numpy as np
+
+    path = tmp_path / "signal.npz"
+    np.savez(path, times=np.arange(50.0), values=np.ones((50, 4)))
+    whole = read_npz(path)
+    assert sorted(whole) == ["times", "values"] and whole["values"].shape == (50, 4)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(SeqvprError, match=rf"signal.npz: {message}.*expected a signal"):
+        read_npz(path, "a signal")
