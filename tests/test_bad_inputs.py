@@ -124,6 +124,24 @@ def nan_time(data: bytes) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def signals(damage: Callable[[bytes], bytes]) -> Callable[[World, Path], None]:
+    """tmp/reference.npz, a good signal, and tmp/query.npz, a damaged one."""
+
+    def write(world: World, tmp: Path) -> None:
+        import numpy as np
+
+        times = np.arange(30.0)
+        np.savez(tmp / "reference.npz", times=times, values=np.stack([np.sin(times), np.cos(times)], axis=1))
+        np.savez(tmp / "query.npz", times=times[5:15], values=np.stack([np.sin(times), np.cos(times)], axis=1)[5:15])
+        (tmp / "query.npz").write_bytes(damage((tmp / "query.npz").read_bytes()))
+
+    return write
+
+
+def align(world: World, tmp: Path) -> list[str]:
+    return ["align", str(tmp / "reference.npz"), str(tmp / "query.npz"), "--out", str(tmp / "warp.npz")]
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -215,6 +233,9 @@ CASES = [
     Case("pairs-traverse-csv-nan-time",
          lambda w, t: ["pairs", str(t / "prepared"), "--out", str(t / "new")],
          "traverse.csv, line 5: column 'time_s' is not finite", traverse_csv(nan_time)),
+    Case("align-truncated-npz", align, "query.npz: not a readable .npz file", signals(lambda data: data[:300])),
+    Case("align-empty-npz", align, "query.npz: empty file", signals(lambda data: b"")),
+    Case("align-text-npz", align, "query.npz: not a readable .npz file", signals(lambda data: b"times,values\n")),
     Case("pairs-no-traverses", lambda w, t: ["pairs", str(t), "--out", str(t / "new")], "no traverses found"),
 ]
 

@@ -58,14 +58,9 @@ def _load(path: Path):
     import numpy as np
 
     from seqvpr.align import Signal
+    from seqvpr.io import read_npz
 
-    if not path.is_file():
-        raise SeqvprError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
-        raise SeqvprError(f"{path}: not a readable .npz file ({error})") from error
+    arrays = read_npz(path, "a signal .npz with times (N,) and values (N, D)")
     missing = {"times", "values"} - set(arrays)
     if missing:
         raise SeqvprError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(arrays)}")
