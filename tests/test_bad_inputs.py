@@ -236,6 +236,9 @@ CASES = [
     Case("align-truncated-npz", align, "query.npz: not a readable .npz file", signals(lambda data: data[:300])),
     Case("align-empty-npz", align, "query.npz: empty file", signals(lambda data: b"")),
     Case("align-text-npz", align, "query.npz: not a readable .npz file", signals(lambda data: b"times,values\n")),
+    Case("align-grid-size-huge", lambda w, t: [*align(w, t), "--grid-size", "3000000000"],
+         "--grid-size: 3000000000 candidates need 11,444 MiB per knot", signals(lambda data: data)),
+    Case("align-out-is-a-folder", lambda w, t: [*align(w, t)[:-1], str(t)], "is a folder", signals(lambda data: data)),
     Case("pairs-no-traverses", lambda w, t: ["pairs", str(t), "--out", str(t / "new")], "no traverses found"),
 ]
 

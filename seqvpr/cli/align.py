@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from seqvpr.cli.argtypes import GRID_SIZE_LIMIT, grid_size
 from seqvpr.errors import SeqvprError
 
 NAME = "align"
@@ -33,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subsequence", action=argparse.BooleanOptionalAction, default=None,
                         help="the query lies somewhere inside the reference (free ends); default: full")
     parser.add_argument("--lam", type=float, default=None, help="GDTW regularisation weight (default 0.1)")
-    parser.add_argument("--grid-size", type=int, default=None,
-                        help="GDTW candidates per knot M (default max(50, N_ref + 1))")
+    parser.add_argument("--grid-size", type=grid_size, default=None,
+                        help=f"GDTW candidates per knot M, 2..{GRID_SIZE_LIMIT} (default max(50, N_ref + 1))")
     parser.add_argument("--refinements", type=int, default=None, help="GDTW refinements (default 3)")
     parser.add_argument("--slope-min", type=float, default=None, help="min dphi/dt in units of e (default 0)")
     parser.add_argument("--slope-max", type=float, default=None, help="max dphi/dt in units of e (default inf)")
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from seqvpr.align import dtw, gdtw
     from seqvpr.io import atomic_path
 
+    if args.out.is_dir():
+        raise SeqvprError(f"--out {args.out} is a folder; give the path of the .npz file to write")
     reference, query = _load(args.reference), _load(args.query)
     config = _gdtw_config(args)
     if args.method == "gdtw":
