@@ -1,4 +1,4 @@
-r"""Implicit differentiation of the GDTW solution (paper §6, appendix A.2; design.md §2.3).
+r"""Implicit differentiation of the GDTW solution (paper §6, appendix A.2).
 
 At the solver's answer phi* of
 
@@ -67,17 +67,14 @@ bounds c_j -+ beta T_ref give the slope and band gradients.
 
 Kinks. R is only piecewise smooth: at a reference sample time tau_k the data term has a
 corner, and minima sitting exactly on a corner are common (in high dimension nearly every
-vertex of the reference polyline is one). Such a knot does not move under small changes of
-the values, so it is treated as an active bound (phi_j = tau_k, no parameter). A knot is taken
-to sit on a corner when the solver's answer is within one final grid spacing of tau_k.
-
-Polish. The DP answer is optimal only to its grid spacing, and the output of a DP is piecewise
-constant in its inputs. With the active set and the segments fixed, f restricted to the active
-face is an exact quadratic, so one projected Newton step, phi = phi_0 - Z (Z^T H Z)^{-1} Z^T
-grad f(phi_0), lands on its minimiser. The step is kept for an item when the new warp stays
-inside its segments and satisfies every inactive constraint; otherwise the DP answer stays.
-The polished warp is then a smooth function of the inputs, which is what the gradient above
-differentiates.
+vertex of the reference polyline is one). Such a knot does not move under small changes of the
+values, so it is an active constraint (phi_j = tau_k, no parameter). Whether a knot sits on a
+corner is decided by the optimality conditions, not by distance: the working-set iterations
+of :mod:`seqvpr.align._active_set` hold it there only while the one-sided derivatives of f
+bracket zero, and otherwise move it into the segment its descending side points to. They
+return the exact local optimum near the DP answer and the active set this module
+differentiates; :func:`detect_active_set` (by distance) is only the fallback for items whose
+iterations did not converge.
 """
 
 from __future__ import annotations
@@ -93,7 +90,7 @@ from seqvpr.align._value_grads import value_gradients
 from seqvpr.align.gdtw import GDTWProblem, InnerProducts
 from seqvpr.align.signal import Signal
 
-__all__ = ["ActiveSet", "LocalModel", "WarpGradients", "detect_active_set", "local_model", "polish",
+__all__ = ["ActiveSet", "LocalModel", "WarpGradients", "detect_active_set", "knot_bounds", "local_model",
            "solve_tridiagonal", "solve_tridiagonal_pcr", "warp_vjp"]
 
 # Why a knot is held; only the band kinds depend on a differentiable input.
@@ -173,6 +170,42 @@ class WarpGradients:
     band: Tensor | None = None
 
 
+def knot_bounds(
+    reference: Signal, problem: GDTWProblem, band: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The box-and-band bounds of each knot and which constraint each comes from.
+
+    Args:
+        reference: the reference signals (only times are read).
+        problem: the resolved problem.
+        band: beta, shape (B,), or None when there is no band.
+
+    Returns:
+        ``(lower, upper, lower_kind, upper_kind)``, each (B, m): the bounds (float64) and
+        ``BOX`` or ``BAND_LOWER`` / ``BAND_UPPER`` (int8).
+    """
+    batch, size = problem.knots.shape
+    times = reference.times.to(torch.float64)
+    ref_start = times[:, 0]
+    ref_end = reference.end.to(torch.float64)
+    span = (ref_end - ref_start)[:, None]
+    lower = ref_start[:, None].expand(batch, size)
+    upper = ref_end[:, None].expand(batch, size)
+    lower_kind = torch.full((batch, size), BOX, dtype=torch.int8, device=times.device)
+    upper_kind = lower_kind
+    if band is not None:
+        knots = problem.knots
+        knot_end = knots.gather(1, (problem.lengths - 1)[:, None])
+        centre = ref_start[:, None] + (knots - knots[:, :1]) * span / (knot_end - knots[:, :1])
+        band_lower = centre - band[:, None] * span
+        band_upper = centre + band[:, None] * span
+        lower_kind = torch.where(band_lower > lower, BAND_LOWER, lower_kind).to(torch.int8)
+        upper_kind = torch.where(band_upper < upper, BAND_UPPER, upper_kind).to(torch.int8)
+        lower = torch.maximum(lower, band_lower)
+        upper = torch.minimum(upper, band_upper)
+    return lower, upper, lower_kind, upper_kind
+
+
 def detect_active_set(
     reference: Signal,
     problem: GDTWProblem,
@@ -180,7 +213,9 @@ def detect_active_set(
     tolerance: Tensor,
     band: Tensor | None,
 ) -> ActiveSet:
-    """Finds the active constraints at a solution, to within ``tolerance``.
+    """Guesses the active constraints at an approximate solution by distance: a bound or a
+    reference sample time within ``tolerance`` of phi_i counts as active. The fallback for
+    items whose exact local optimum was not found (:mod:`seqvpr.align._active_set`).
 
     Args:
         reference: the reference signals (only times are read).
@@ -199,22 +234,7 @@ def detect_active_set(
     times = reference.times.to(torch.float64)
     ref_start = times[:, 0]
     ref_end = reference.end.to(torch.float64)
-    span = (ref_end - ref_start)[:, None]
-
-    lower = ref_start[:, None].expand(batch, size)
-    upper = ref_end[:, None].expand(batch, size)
-    lower_kind = torch.full((batch, size), BOX, dtype=torch.int8, device=device)
-    upper_kind = lower_kind
-    if band is not None:
-        knots = problem.knots
-        knot_end = knots.gather(1, (problem.lengths - 1)[:, None])
-        centre = ref_start[:, None] + (knots - knots[:, :1]) * span / (knot_end - knots[:, :1])
-        band_lower = centre - band[:, None] * span
-        band_upper = centre + band[:, None] * span
-        lower_kind = torch.where(band_lower > lower, BAND_LOWER, lower_kind).to(torch.int8)
-        upper_kind = torch.where(band_upper < upper, BAND_UPPER, upper_kind).to(torch.int8)
-        lower = torch.maximum(lower, band_lower)
-        upper = torch.minimum(upper, band_upper)
+    lower, upper, lower_kind, upper_kind = knot_bounds(reference, problem, band)
 
     # Kinks: phi_i on an interior reference sample time.
     index, _ = reference.segments(warp)
@@ -414,54 +434,6 @@ def _slope_excess(problem: GDTWProblem, warp: Tensor) -> Tensor:
     dt = problem.dt
     safe_dt = torch.where(dt > 0, dt, 1.0)
     return torch.where(dt > 0, (warp.diff(dim=1) - problem.expected_slope[:, None] * dt) / safe_dt, 0.0)
-
-
-def _objective_gradient(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
-    """df/dphi of the local model at ``warp`` (exact while each knot stays in its segment)."""
-    alpha = (warp - model.left) / model.length
-    data = 2.0 * problem.weights * (model.offset_dot + alpha * model.delta_sq) / model.length
-    excess = _slope_excess(problem, warp)
-    regulariser = 2.0 * problem.lam[:, None] * (
-        torch.nn.functional.pad(excess, (1, 0)) - torch.nn.functional.pad(excess, (0, 1))
-    )
-    return torch.where(problem.knot_mask, data + regulariser, 0.0)
-
-
-def polish(model: LocalModel, problem: GDTWProblem, warp: Tensor) -> Tensor:
-    """One projected Newton step onto the minimiser of f on the active face.
-
-    Args:
-        model: the local model at ``warp``.
-        problem: the resolved problem.
-        warp: the DP solution, shape (B, m), float64.
-
-    Returns:
-        The polished warp, shape (B, m); items whose step would leave a segment or violate
-        an inactive constraint keep ``warp``.
-    """
-    active = model.active
-    # phi_0: every group continued from its anchor by its active slope steps.
-    steps = torch.where(active.slope == 1, problem.step_max, problem.step_min)
-    steps = torch.where(active.slope != 0, steps, 0.0)
-    offsets = torch.nn.functional.pad(steps.cumsum(1), (1, 0))
-    anchor = model.anchor.gather(1, model.group)
-    held_at = active.bound.gather(1, anchor)
-    start = torch.where(model.has_fixed.gather(1, model.group), held_at, warp.gather(1, anchor))
-    base = start + offsets - offsets.gather(1, anchor)
-    candidate = base - _reduced_solve(model, _objective_gradient(model, problem, base))
-
-    mask = problem.knot_mask
-    free = (active.kind == FREE) & mask
-    slack = 1e-9 * (1.0 + (active.upper - active.lower).abs())
-    inside = ((candidate >= model.left - slack) & (candidate <= model.left + model.length + slack)) | ~free
-    within = ((candidate >= active.lower - slack) & (candidate <= active.upper + slack)) | ~mask
-    step = candidate.diff(dim=1)
-    loose = active.slope == 0
-    step_ok = (step >= problem.step_min - slack[:, 1:]) & (step <= problem.step_max + slack[:, 1:])
-    step_ok = step_ok | ~loose | ~mask[:, 1:]
-    accept = inside.all(1) & within.all(1) & step_ok.all(1) & torch.isfinite(candidate).all(1)
-    candidate = torch.where(mask, candidate, candidate.gather(1, (problem.lengths - 1)[:, None]))
-    return torch.where(accept[:, None], candidate, warp)
 
 
 def warp_vjp(

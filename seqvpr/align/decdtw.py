@@ -7,8 +7,9 @@ The layer computes
                        tau_1 <= phi_i <= tau_N  (and phi_1 = tau_1, phi_m = tau_N in full mode)
 
 (:mod:`seqvpr.align.gdtw` states it in full) and returns phi*, shape (B, m). The forward pass
-runs the GDTW solver (DP with refinement) under ``no_grad`` and polishes the DP answer with
-one Newton step on the active face; the backward pass differentiates
+runs the GDTW solver (DP with refinement) under ``no_grad`` and moves the DP answer to the
+exact local optimum of the piecewise-quadratic objective with its active set
+(:mod:`seqvpr.align._active_set`); the backward pass differentiates
 the solution implicitly at phi* (:mod:`seqvpr.align._implicit`), giving gradients with
 respect to the reference values, the query values, lambda, the band beta and the slope
 bounds s_min, s_max - each only when it requires grad. Times (reference times, knot times)
@@ -20,18 +21,21 @@ Three forms, ddn style: :class:`DecDTWFunction` (the ``autograd.Function``), :fu
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from seqvpr.align._implicit import detect_active_set, local_model, warp_vjp
-from seqvpr.align._implicit import polish as polish_warp
+from seqvpr.align._active_set import CONVERGED, local_optimum
+from seqvpr.align._implicit import local_model, warp_vjp
 from seqvpr.align.gdtw import GDTWConfig, gdtw
 from seqvpr.align.signal import Signal
 
 __all__ = ["DecDTW", "DecDTWFunction", "decdtw"]
+
+logger = logging.getLogger(__name__)
 
 Scalar = float | int | Tensor
 
@@ -54,7 +58,7 @@ class DecDTWFunction(torch.autograd.Function):
     ``reference`` and ``query`` are the :class:`Signal` objects whose ``values`` are the first
     two arguments (passed separately so autograd sees them); ``lam``, ``slope_min``,
     ``slope_max`` and ``band`` are tensors (``band`` may be None) and override the fields of
-    ``config``; ``polish`` enables the Newton polish of the DP answer. Prefer :func:`decdtw`,
+    ``config``; ``polish`` returns the exact local optimum instead of the DP answer. Prefer :func:`decdtw`,
     which prepares these arguments.
     """
 
@@ -78,23 +82,23 @@ class DecDTWFunction(torch.autograd.Function):
         if not (polish or needs_grad):
             return result.warp
         problem = result.problem
-        warp = result.warp.to(torch.float64)
-        # Active within a grid step, plus the rounding of the float64 warp.
-        magnitude = reference.times.detach().abs().amax(1).to(torch.float64)
-        rounding = 4.0 * torch.finfo(torch.float64).eps * (1.0 + magnitude)
-        tolerance = result.grid_spacing + rounding[:, None]
-        band64 = None if band is None else band.to(torch.float64).expand(reference.batch_size)
-        active = detect_active_set(reference, problem, warp, tolerance, band64)
-        model = local_model(reference, problem, active, result.inner_products)
-        if polish:
-            warp = polish_warp(model, problem, warp)
+        band64 = None if band is None else band.detach().to(torch.float64).expand(reference.batch_size)
+        optimum = local_optimum(reference, result, band64)
+        failed = int((optimum.status != CONVERGED).sum())
+        if failed:
+            logger.warning(
+                "DecDTW: %d of %d items kept the DP answer (the exact local optimum was not found); "
+                "their gradients are approximate", failed, reference.batch_size,
+            )
+        warp = optimum.warp
         if needs_grad:
+            model = local_model(reference, problem, optimum.active, result.inner_products)
             ctx.model, ctx.problem, ctx.warp = model, problem, warp
             ctx.signals = (reference, query)
             ctx.knots_are_samples = config.knots is None
             ctx.given = (lam, slope_min, slope_max, band)
             ctx.save_for_backward(reference_values, query_values)
-        return warp
+        return warp if polish else result.warp
 
     @staticmethod
     def backward(ctx, grad_warp: Tensor):
@@ -143,9 +147,9 @@ def decdtw(
         config: solver options (:class:`GDTWConfig`). ``lam``, ``slope_min``,
             ``slope_max`` and ``band`` may be tensors that require grad: lam and band a
             scalar or (B,), the slope bounds a scalar, (B,) or (B, m - 1).
-        polish: finish the DP answer with one Newton step on the active face (exact for the
-            piecewise-quadratic objective when the active set is right; kept only where it
-            stays feasible). Makes the warp a smooth function of the inputs.
+        polish: return the exact local optimum near the DP answer (working-set iterations on
+            the piecewise-quadratic objective), a smooth function of the inputs, instead of
+            the DP answer itself. Gradients are those of the exact local optimum either way.
 
     Returns:
         phi* at the knots (the query times unless ``config.knots`` is set), shape (B, m),
@@ -180,8 +184,7 @@ class DecDTW(nn.Module):
         slope_min, slope_max: default slope bounds, in units of the expected slope e.
         band: default band beta in [0, 1], or None for no band.
         kernel: DP kernel, ``"fast"`` or ``"brute"``.
-        polish: finish the DP answer with a Newton step on the active face (see
-            :func:`decdtw`).
+        polish: return the exact local optimum near the DP answer (see :func:`decdtw`).
 
     Example:
         >>> layer = DecDTW(subsequence=True, lam=0.1, grid_size=50)

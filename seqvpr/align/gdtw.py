@@ -1,6 +1,6 @@
 r"""GDTW: continuous-time dynamic time warping, solved by DP with iterative refinement.
 
-The problem (paper eq. 4, design.md §2.1). Reference R with times tau_1..tau_N and query Q
+The problem (paper eq. 4). Reference R with times tau_1..tau_N and query Q
 are piecewise linear. The warp phi is piecewise linear with knots t_1..t_m (the query times
 by default); phi_i = phi(t_i) is a reference time. GDTW minimises
 

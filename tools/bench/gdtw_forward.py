@@ -1,4 +1,4 @@
-"""Forward GDTW timings against in-run baselines (design.md §2.2, issue: forward solver).
+"""Forward GDTW timings against in-run baselines (the paper's §5 solver against seqvpr's kernels).
 
 Each row times seqvpr's GDTW (fast convex-hull DP) beside two baselines measured in the
 same run on the same inputs: the same solver with the brute-force O(M^2) DP kernel, and
