@@ -116,6 +116,14 @@ def a_file(world: World, tmp: Path) -> None:
     (tmp / "taken").write_text("a file, not a folder\n")
 
 
+def repeated_time(data: bytes) -> bytes:
+    lines = data.decode().splitlines()
+    cells, previous = lines[4].split(","), lines[3].split(",")
+    cells[1] = previous[1]
+    lines[4] = ",".join(cells)
+    return ("\n".join(lines) + "\n").encode()
+
+
 def nan_time(data: bytes) -> bytes:
     lines = data.decode().splitlines()
     cells = lines[4].split(",")
@@ -154,7 +162,10 @@ def synth_into(out: Callable[[World, Path], Path], *changes: str) -> Callable[[W
     def argv(world: World, tmp: Path) -> list[str]:
         options = list(SYNTH)
         for option, value in zip(changes[::2], changes[1::2]):
-            options[options.index(option) + 1] = value
+            if option in options:
+                options[options.index(option) + 1] = value
+            else:
+                options += [option, value]
         return ["synth", "--out", str(out(world, tmp)), *options]
 
     return argv
@@ -239,6 +250,16 @@ CASES = [
     Case("align-grid-size-huge", lambda w, t: [*align(w, t), "--grid-size", "3000000000"],
          "--grid-size: 3000000000 candidates need 11,444 MiB per knot", signals(lambda data: data)),
     Case("align-out-is-a-folder", lambda w, t: [*align(w, t)[:-1], str(t)], "is a folder", signals(lambda data: data)),
+    Case("pairs-traverse-csv-repeated-time",
+         lambda w, t: ["pairs", str(t / "prepared"), "--out", str(t / "new")],
+         "traverse.csv, line 5: duplicate time_s", traverse_csv(repeated_time)),
+    Case("pairs-traverse-csv-no-image-column",
+         lambda w, t: ["pairs", str(t / "prepared"), "--out", str(t / "new")],
+         "traverse.csv: missing column(s) image", traverse_csv(lambda data: data.replace(b"image,", b"picture,", 1))),
+    Case("pairs-unknown-reference",
+         lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--reference", "1999-01-01"],
+         "reference traverse '1999-01-01' not found"),
+    Case("synth-fps-above-ins-rate", synth_into(new_folder, "--fps", "80"), "frame_rate_hz must be in (0, ins_rate_hz]"),
     Case("pairs-no-traverses", lambda w, t: ["pairs", str(t), "--out", str(t / "new")], "no traverses found"),
 ]
 
