@@ -37,12 +37,11 @@ from seqvpr.align.losses import along_gt_loss, dilate_loss, otam_loss, soft_dtw_
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
 from seqvpr.errors import SeqvprError
-from seqvpr.train.frozen import FrozenFeatures, split_encoder
+from seqvpr.train.frozen import FrozenFeatures, encoder_payload, split_encoder
 from seqvpr.train.run import (
     Distributed, LoopConfig, RunFolder, TrainingResult, TrainingTask, open_run, setup_distributed, teardown_distributed, train,
 )
-from seqvpr.vpr.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_encoder
-from seqvpr.vpr.encoder import NetVLADEncoder
+from seqvpr.vpr.weights import load_encoder
 from seqvpr.vpr.localize import LocalizerConfig, localize
 from seqvpr.vpr.metrics import sequence_errors
 
@@ -225,16 +224,6 @@ class SequenceLoss(nn.Module):
         return per_pair.mean()
 
 
-def _export(encoder: NetVLADEncoder) -> dict:
-    """The encoder in the seqvpr checkpoint format (as :func:`save_encoder` writes it)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": encoder.config.to_dict(),
-        "state_dict": {key: value.detach().cpu().clone() for key, value in encoder.state_dict().items()},
-    }
-
-
 def _validation(pairs, traverses, features, trainable, config, device):
     chosen = pairs
     if config.val_max_pairs is not None and len(pairs) > config.val_max_pairs:
@@ -279,7 +268,7 @@ def finetune(
         train_pairs: pairs CSVs of the training split (``seqvpr pairs`` output).
         val_pairs: pairs CSVs of the validation split.
         traverses: the prepared traverses folder the pairs refer to.
-        base_model: any checkpoint :func:`~seqvpr.vpr.checkpoints.load_encoder` reads.
+        base_model: any checkpoint :func:`~seqvpr.vpr.weights.load_encoder` reads.
         out: the run folder (same options resume; see :func:`seqvpr.train.run.open_run`).
         config: the options.
         overwrite: rebuild ``out`` if it holds a run with other options.
@@ -344,7 +333,7 @@ def _run(run: RunFolder, train_set, val_set, traverses, config, encoder, frozen,
         loss=loss,
         validate=_validation([p for p, _ in val_set], traverses, features, trainable, config, device),
         selection_metric="val_max_error_m",
-        export=lambda: _export(encoder),
+        export=lambda: encoder_payload(encoder),
         describe_batch=lambda indices: [train_set[i][1] for i in indices],
     )
     return train(run, task, config.loop, distributed, progress)

@@ -27,8 +27,12 @@ from torch import Tensor, nn
 from seqvpr.errors import SeqvprError
 from seqvpr.io import atomic_path
 from seqvpr.vpr.encoder import NetVLADEncoder, images_to_tensor
+from seqvpr.vpr.weights import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
-__all__ = ["VGG16_CONV_LAYERS", "FrozenPart", "TrainablePart", "split_encoder", "FrozenFeatures", "image_key"]
+__all__ = [
+    "VGG16_CONV_LAYERS", "FrozenPart", "TrainablePart", "split_encoder", "FrozenFeatures", "image_key",
+    "encoder_payload",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +213,14 @@ class FrozenFeatures:
             return self._compute([Path(path) for path in paths])
         rows = [self._rows[Path(path)] for path in paths]
         return torch.from_numpy(np.asarray(self._array[rows], dtype=np.float32)).to(self.device)
+
+
+def encoder_payload(encoder: NetVLADEncoder) -> dict:
+    """The encoder in the seqvpr checkpoint format (what ``save_encoder`` writes), as a dict
+    to which a training run adds its state."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": encoder.config.to_dict(),
+        "state_dict": {key: value.detach().cpu().clone() for key, value in encoder.state_dict().items()},
+    }

@@ -345,11 +345,15 @@ class TrainingTask:
         loss: (model, batch) -> scalar loss, the mean over the batch's items. ``model`` is
             the DDP wrapper under DDP (call it, do not reach around it).
         validate: () -> metrics (name -> float), run on rank 0 with ``model`` in eval mode.
-        selection_metric: the metric (lower is better) that picks ``best.pt``.
+        selection_metric: the metric (lower is better unless ``maximize``) that picks ``best.pt``.
         export: () -> the checkpoint payload of the trained model in its own loadable format
             (e.g. a seqvpr encoder checkpoint); ``train`` adds a ``training`` entry.
         describe_batch: batch indices -> what identifies those items in the inputs (e.g.
             pairs-file rows), written to the non-finite dump.
+        maximize: a higher ``selection_metric`` is better (e.g. a recall).
+        before_step: called with the step about to run (0-based) and whether it is the
+            first step since the run started or resumed or since a checkpoint; state that
+            is rebuilt from the model at those points (e.g. a mining cache) resumes exactly.
     """
 
     model: nn.Module
@@ -362,6 +366,8 @@ class TrainingTask:
     selection_metric: str
     export: Callable[[], dict[str, Any]]
     describe_batch: Callable[[list[int]], list[Any]] = field(default=lambda indices: list(indices))
+    maximize: bool = False
+    before_step: Callable[[int, bool], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -482,7 +488,8 @@ def train(
         device_ids = [distributed.local_rank] if distributed.device.type == "cuda" else None
         wrapped = DistributedDataParallel(module, device_ids=device_ids)
 
-    step, rows, best_metric, best_step = 0, [], math.inf, 0
+    sign = -1.0 if task.maximize else 1.0
+    step, rows, best_metric, best_step = 0, [], math.inf * sign, 0
     loss_sum, loss_count = 0.0, 0
     if run.resumed:
         state = load_checkpoint(run.last)["training"]
@@ -498,6 +505,7 @@ def train(
         torch.manual_seed(config.seed)
 
     use_amp = config.amp and distributed.device.type == "cuda"
+    fresh = True
     show = progress and distributed.is_main
     epochs = tqdm(total=math.ceil(total_steps / steps_per_epoch), initial=step // steps_per_epoch,
                   desc="epochs", unit="epoch", disable=not show)
@@ -506,17 +514,20 @@ def train(
         epoch, offset = divmod(step, steps_per_epoch)
         order = _epoch_order(task.dataset_size, epoch, config.seed, distributed)
         indices = order[offset * local_batch : (offset + 1) * local_batch]
+        if task.before_step is not None:
+            task.before_step(step, fresh)
+        fresh = False
         wrapped.train()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             loss = task.loss(wrapped, task.load_batch(indices))
         step += 1
         if distributed.any(not bool(torch.isfinite(loss))):
-            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss), distributed)
+            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss.detach()), distributed)
         task.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gradients = [p.grad for p in module.parameters() if p.grad is not None]
         if distributed.any(not all(bool(torch.isfinite(grad).all()) for grad in gradients)):
-            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss), distributed)
+            _report_nonfinite(run, task, step, distributed.gather(indices), float(loss.detach()), distributed)
         task.optimizer.step()
         if task.scheduler is not None:
             task.scheduler.step()
@@ -536,12 +547,13 @@ def train(
             row.update(metrics)
             row["lr"] = task.optimizer.param_groups[0]["lr"]
             rows.append(row)
-            improved = metrics[task.selection_metric] < best_metric
+            improved = sign * metrics[task.selection_metric] < sign * best_metric
             if improved:
                 best_metric, best_step = metrics[task.selection_metric], step
             if distributed.is_main:
                 _checkpoint(run, task, step, rows, best_metric, best_step, improved)
             distributed.barrier()
+            fresh = True
             bar.set_postfix(loss=f"{row['train_loss']:.4g}", best=f"{best_metric:.4g}")
             if step % steps_per_epoch == 0:
                 epochs.update(1)

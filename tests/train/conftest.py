@@ -14,7 +14,7 @@ from seqvpr.data.robotcar import RobotCarConfig
 from seqvpr.data.synth.drive import SynthConfig, synthesize
 from seqvpr.data.synth.render import Camera
 from seqvpr.data.synth.world import WorldConfig
-from seqvpr.vpr.checkpoints import save_encoder
+from seqvpr.vpr.weights import save_encoder
 from seqvpr.vpr.encoder import EncoderConfig, NetVLADEncoder
 
 WORLD = SynthConfig(
