@@ -31,6 +31,7 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.pairs",
     "seqvpr.cli.evaluate",
     "seqvpr.cli.finetune",
+    "seqvpr.cli.train_base",
     "seqvpr.cli.map",
     "seqvpr.cli.localize",
     "seqvpr.cli.bag",
