@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("traverses", type=Path, nargs="+", help="prepared reference traverse folders")
     build.add_argument("--model", type=Path, required=True, help="encoder checkpoint")
     build.add_argument("--out", type=Path, required=True, help="map folder")
+    build.add_argument("--reference-spacing-m", type=float, default=1.0,
+                       help="keep reference frames at least this far apart along the path; 0 keeps all (default 1)")
     build.add_argument("--exact-max-frames", type=int, default=100_000,
                        help="largest map with an exact index (default %(default)s)")
     build.add_argument("--large-index", choices=("ivf", "ivfpq"), default="ivf",
@@ -43,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from seqvpr.io import claim_output_dir
     from seqvpr.localization import MapConfig, build_map
 
-    config = MapConfig(exact_max_frames=args.exact_max_frames, large_index=args.large_index, nlist=args.nlist,
-                       nprobe=args.nprobe, pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size,
+    config = MapConfig(reference_spacing_m=args.reference_spacing_m, exact_max_frames=args.exact_max_frames,
+                       large_index=args.large_index, nlist=args.nlist, nprobe=args.nprobe, pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size,
                        device=args.device)
     if not args.model.is_file():
         raise SeqvprError(f"map build: no such checkpoint file {args.model}")

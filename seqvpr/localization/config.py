@@ -99,6 +99,9 @@ class MapConfig:
     """How a map indexes its reference frames.
 
     Attributes:
+        reference_spacing_m: keep a reference frame only when it is more than this far
+            (path length) past the last kept one; 0 keeps every frame. Fewer, evenly
+            spaced frames make shorter windows; GDTW interpolates between them.
         exact_max_frames: maps up to this many frames get an exact index (faiss
             ``IndexFlatIP``); larger maps get ``large_index``.
         large_index: ``"ivf"`` (IVF-Flat) or ``"ivfpq"`` (IVF-PQ) beyond ``exact_max_frames``.
@@ -109,6 +112,7 @@ class MapConfig:
         device: torch device of the encoder when building.
     """
 
+    reference_spacing_m: float = 1.0
     exact_max_frames: int = 100_000
     large_index: Literal["ivf", "ivfpq"] = "ivf"
     nlist: int | None = None
@@ -120,6 +124,8 @@ class MapConfig:
     def __post_init__(self) -> None:
         if self.large_index not in ("ivf", "ivfpq"):
             raise ConfigError(f"MapConfig.large_index must be 'ivf' or 'ivfpq', got {self.large_index!r}")
+        if not (isinstance(self.reference_spacing_m, int | float) and self.reference_spacing_m >= 0):
+            raise ConfigError(f"MapConfig.reference_spacing_m must be >= 0, got {self.reference_spacing_m!r}")
         for name in ("exact_max_frames", "nprobe", "pq_subquantizers", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

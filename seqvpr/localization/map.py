@@ -142,7 +142,7 @@ class Map:
         return slice(int(self._starts[traverse]), int(self._starts[traverse + 1]))
 
     def window_rows(self, traverse: int, start_s: float, end_s: float) -> slice:
-        """Rows of ``traverse`` with times in [start_s, end_s], widened by one frame each side."""
+        """Rows of ``traverse`` covering [start_s, end_s]: the frames inside plus the frame before and after."""
         rows = self.rows_of(traverse)
         times = self.times[rows]
         first = max(int(np.searchsorted(times, start_s, side="right")) - 1, 0)
@@ -293,7 +293,8 @@ def build_map(
 ) -> Map:
     """Encode traverse folders with an encoder checkpoint and write them as one map.
 
-    Each traverse's descriptors are kept in ``out/partial/<name>.npz`` (a descriptors
+    Frames closer than ``config.reference_spacing_m`` of path to the previous kept one are
+    left out. Each traverse's descriptors are kept in ``out/partial/<name>.npz`` (a descriptors
     file tagged with the encoder fingerprint) until the map is written, so an interrupted
     build resumes where it stopped.
 
@@ -317,7 +318,16 @@ def build_map(
     from seqvpr.vpr import load_encoder
 
     config = config or MapConfig()
-    traverses = [read_traverse(directory) for directory in traverse_dirs]
+    from seqvpr.data.pairs import distance_subsample
+
+    traverses = []
+    for directory in traverse_dirs:
+        traverse = read_traverse(directory)
+        if config.reference_spacing_m > 0:
+            keep = np.zeros(len(traverse), dtype=bool)
+            keep[distance_subsample(traverse.path_length_m, 0, config.reference_spacing_m)] = True
+            traverse = traverse.subset(keep)
+        traverses.append(traverse)
     zones = {str(traverse.zone) for traverse in traverses}
     if len(zones) != 1:
         raise SeqvprError(f"map traverses must share one UTM zone, got {sorted(zones)}")

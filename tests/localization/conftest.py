@@ -61,3 +61,18 @@ def world(tmp_path_factory) -> LocalizationWorld:
     model = make_encoder(traverses[0], root / "encoder.pt")
     build_map([traverses[0].root], model, root / "map", progress=False)
     return LocalizationWorld(root / "prepared", traverses[0], traverses[1:], model, root / "map")
+
+
+@pytest.fixture(scope="session")
+def query_descriptors(world) -> dict[str, np.ndarray]:
+    """Descriptors of every frame of each query traverse, by traverse name."""
+    from seqvpr.extraction import encode_images
+    from seqvpr.vpr import load_encoder
+
+    encoder = load_encoder(world.model).eval()
+    result = {}
+    for query in world.queries:
+        values, kept, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
+        assert len(kept) == len(query)
+        result[query.name] = values
+    return result

@@ -1,0 +1,184 @@
+"""The streaming localizer on the synthetic world: fixes, robustness counters, kidnaps, unknown routes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seqvpr.align import GDTWConfig, Signal, gdtw
+from seqvpr.errors import SeqvprError
+from seqvpr.localization import LocalizerConfig, MapPart, Status, StreamingLocalizer, load_map, write_map
+from seqvpr.localization.proposal import Window, align_windows, decoy_windows, global_windows
+from seqvpr.localization.replay import replay, summarize, traverse_frames
+
+
+@pytest.fixture(scope="module")
+def reference_map(world):
+    return load_map(world.map_dir)
+
+
+def _errors(result):
+    return result.errors_m
+
+
+def test_a_query_traverse_gets_fixes_and_no_wrong_ones(world, reference_map, query_descriptors):
+    query = world.queries[0]
+    localizer = StreamingLocalizer(reference_map)
+    result = replay(localizer, traverse_frames(query, query_descriptors[query.name]))
+    summary = summarize(result)
+    counters = localizer.counters
+    assert counters["received"] == len(query)
+    # About one keyframe per second of the drive.
+    duration = query.times_s[-1] - query.times_s[0]
+    assert abs(counters["keyframes"] - duration) <= 0.1 * duration
+    statuses = [e.status for e in result.estimates]
+    assert statuses[0] is Status.INITIALIZING and Status.TRACKING in statuses
+    fixed = np.array([e.has_fix for e in result.estimates])
+    assert np.all(np.isfinite(_errors(result)[fixed]))
+    assert summary["keyframes"]["fixes"] >= 1
+    assert summary["all_frames"]["wrong_fix_rate"] <= 0.05
+    first = next(e for e in result.estimates if e.has_fix)
+    assert first.utm_zone == 30 and first.utm_letter == "U" and 51.7 < first.latitude < 51.8
+    assert first.traverse == world.reference.name and 0 <= first.confidence <= 1
+    assert np.all(np.linalg.eigvalsh(first.covariance) > 0)
+
+
+def test_batched_padded_alignment_equals_one_window_at_a_time(reference_map, world, query_descriptors):
+    query = world.queries[1]
+    values = query_descriptors[query.name][40:80:4]
+    values = values / np.linalg.norm(values, axis=1, keepdims=True)
+    times = query.times_s[40:80:4]
+    config = LocalizerConfig()
+    span = reference_map.times[-1] - reference_map.times[0]
+    start = reference_map.times[0]
+    windows = [Window(0, start + 5, start + 25), Window(0, start + 30, start + 70), Window(0, start + 0.5 * span,
+                                                                                          start + 0.5 * span + 12)]
+    batched = align_windows(reference_map, windows, times, values, config)
+    for i, window in enumerate(windows):
+        rows = reference_map.window_rows(0, window.start_s, window.end_s)
+        reference = Signal(torch.from_numpy(np.asarray(reference_map.times[rows]) - reference_map.times[rows.start]),
+                           torch.from_numpy(np.array(reference_map.descriptors[rows])))
+        single = gdtw(reference, Signal(torch.from_numpy(times - times[0]), torch.from_numpy(values)),
+                      GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size))
+        assert batched.costs[i] == pytest.approx(float(single.cost[0]), rel=1e-5)
+        assert batched.end_times[i] == pytest.approx(float(single.warp[0, -1]) + reference_map.times[rows.start],
+                                                     abs=1e-6)
+
+
+def test_global_windows_cover_each_vote_and_stay_in_one_traverse(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [MapPart(f"t{i}", "x", 100.0 * i + np.arange(60) * 0.5, np.zeros((60, 2)), np.zeros(60),
+                     rng.normal(size=(60, 8))) for i in range(2)]
+    two = write_map(tmp_path / "m", parts, zone="30U", fingerprint="f", encoder={})
+    times = np.arange(5, dtype=float)
+    # Keyframe j votes for row 10 + j of traverse 0 and for the row at the same time of traverse 1.
+    rows = np.array([[10 + j, 60 + 10 + j] for j in range(5)])
+    config = LocalizerConfig(window_slack_s=1.0, max_speed_ratio=2.0)
+    windows = global_windows(two, times, rows, config)
+    assert sorted(w.traverse for w in windows) == [0, 1]
+    for window in windows:
+        span = two.times[two.rows_of(window.traverse)]
+        assert span[0] <= window.start_s < window.end_s <= span[-1]
+        assert window.votes == 5
+    # Brute force: each candidate's own span [tau - s (t_j - t_0) - slack, tau + s (t_m - t_j) + slack].
+    for j in range(5):
+        tau = two.times[10 + j]
+        window = next(w for w in windows if w.traverse == 0)
+        assert window.start_s <= max(tau - 2 * j - 1, two.times[0]) + 1e-9
+        assert window.end_s >= min(tau + 2 * (4 - j) + 1, two.times[59]) - 1e-9
+    decoys = decoy_windows(two, Window(0, two.times[20], two.times[30]), 0.0)
+    assert all(d.traverse == 0 for d in decoys)
+
+
+def test_drops_resets_and_corrupt_input_are_counted(reference_map, world, query_descriptors):
+    query = world.queries[0]
+    descriptors = query_descriptors[query.name]
+    localizer = StreamingLocalizer(reference_map)
+    start = float(query.times_s[0])
+    localizer.update(start, descriptor=descriptors[0])
+    localizer.update(start, descriptor=descriptors[0])                 # duplicate
+    localizer.update(start - 0.5, descriptor=descriptors[0])           # out of order
+    localizer.update(start + 1.0, descriptor=np.full_like(descriptors[1], np.nan))  # NaN: skipped
+    localizer.update(start + 1.1, image=np.zeros((10, 10), np.uint8))  # not HxWx3: corrupt
+    localizer.update(start + 1.2, image=np.zeros((10, 10, 3), np.float32))  # not uint8: corrupt
+    localizer.update(start + 1.3, descriptor=descriptors[2])           # keyframe 2
+    assert localizer.counters["keyframes"] == 2
+    localizer.update(start - 5.0, descriptor=descriptors[3])           # jumped back 6 s: reset
+    counters = localizer.counters
+    assert counters == {**counters, "received": 8, "dropped_duplicate": 1, "dropped_out_of_order": 1,
+                        "non_finite": 1, "corrupt_images": 2, "resets": 1, "keyframes": 3}
+    assert localizer.status is Status.INITIALIZING
+    with pytest.raises(SeqvprError, match="needs an image or a descriptor"):
+        localizer.update(start + 10)
+    with pytest.raises(SeqvprError, match="descriptor must have shape"):
+        localizer.update(start + 11, descriptor=np.ones(3))
+    with pytest.raises(SeqvprError, match="no encoder"):
+        localizer.update(start + 12, image=np.zeros((8, 8, 3), np.uint8))
+
+
+def test_memory_is_bounded_by_the_ring_buffer(reference_map, world, query_descriptors):
+    query = world.queries[0]
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig(query_length=6, min_query_length=3))
+    for stamp, values in zip(query.times_s, query_descriptors[query.name]):
+        localizer.update(stamp, descriptor=values)
+        assert len(localizer._keyframes) <= 6
+
+
+def test_odometry_spaces_keyframes_by_distance(reference_map, world, query_descriptors):
+    query = world.queries[0]
+    config = LocalizerConfig(query_spacing_m=10.0)
+    localizer = StreamingLocalizer(reference_map, config)
+    for stamp, values, position in zip(query.times_s, query_descriptors[query.name], query.positions):
+        localizer.update(stamp, descriptor=values, odometry=position)
+    travelled = query.path_length_m[-1]
+    assert abs(localizer.counters["keyframes"] - travelled / 10.0) <= 0.1 * travelled / 10.0 + 1
+
+
+def test_an_image_is_encoded_like_the_map(world, query_descriptors):
+    from seqvpr.data.images import read_rgb
+
+    query = world.queries[0]
+    localizer = StreamingLocalizer.from_map(world.map_dir, model=world.model)
+    localizer.update(float(query.times_s[0]), image=read_rgb(query.image_path(0)))
+    stored = localizer._keyframes[-1].values
+    expected = query_descriptors[query.name][0]
+    np.testing.assert_allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_kidnap_gives_lost_or_a_recovery_within_five_keyframes(reference_map, world, query_descriptors):
+    query = world.queries[1]
+    descriptors = query_descriptors[query.name]
+    half = len(query) // 2
+    path = query.path_length_m
+    # Frames from the first third, then frames from far along the route, stamps continuing.
+    first = np.flatnonzero(path < path[-1] / 3)[-80:]
+    second = np.flatnonzero(path > path[first[-1]] + 200)[:120]
+    assert second.size > 60 and half > 0
+    period = np.median(np.diff(query.times_s))
+    stamps = query.times_s[first[0]] + period * np.arange(len(first) + len(second))
+    rows = np.concatenate([first, second])
+    localizer = StreamingLocalizer(reference_map)
+    estimates = [localizer.update(stamp, descriptor=descriptors[row]) for stamp, row in zip(stamps, rows)]
+    truths = query.positions[rows]
+    after = [(e, t) for e, t in zip(estimates[len(first):], truths[len(first):]) if e.is_keyframe]
+    wrong = [i for i, (e, t) in enumerate(after)
+             if e.has_fix and np.hypot(e.easting - t[0], e.northing - t[1]) > 10.0]
+    assert all(i < 5 for i in wrong), f"confident wrong fixes at keyframes {wrong} after the kidnap"
+
+
+def test_a_route_not_in_the_map_yields_no_confident_fixes(tmp_path, reference_map, world, query_descriptors):
+    # A map of the first 40 % of the reference only; the query's last 40 % is not in it.
+    path = reference_map.path_length_m
+    keep = path < 0.4 * path[-1]
+    part = MapPart("head", "x", np.asarray(reference_map.times)[keep], np.asarray(reference_map.positions)[keep],
+                   np.asarray(reference_map.headings)[keep], np.asarray(reference_map.descriptors)[keep])
+    head = write_map(tmp_path / "head", [part], zone="30U", fingerprint=reference_map.fingerprint, encoder={})
+    query = world.queries[0]
+    tail = query.path_length_m > 0.6 * query.path_length_m[-1]
+    localizer = StreamingLocalizer(head)
+    estimates = [localizer.update(stamp, descriptor=values)
+                 for stamp, values in zip(query.times_s[tail], query_descriptors[query.name][tail])]
+    keyframes = [e for e in estimates if e.is_keyframe]
+    assert len(keyframes) > 20
+    assert sum(e.has_fix for e in keyframes) <= 0.05 * len(keyframes)
