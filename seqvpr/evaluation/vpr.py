@@ -175,7 +175,7 @@ def load_models(models: Mapping[str, NetVLADEncoder | str | Path]) -> dict[str, 
     Raises:
         SeqvprError: a path is neither a checkpoint file nor a folder (names the model).
     """
-    from seqvpr.vpr.checkpoints import load_encoder
+    from seqvpr.vpr.weights import load_encoder
 
     loaded: dict[str, NetVLADEncoder | Path] = {}
     for name, model in models.items():

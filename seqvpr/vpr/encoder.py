@@ -1,11 +1,12 @@
-"""NetVLAD-VGG16 image encoder: configuration, model, ImageNet weights, image preparation.
+"""NetVLAD-VGG16 image encoder: configuration, model, image preparation.
 
 The backbone is torchvision's VGG16 ``features`` cut after the last convolution of block
 ``backbone_blocks`` *without* its ReLU and max-pool. With all five blocks this is
 ``vgg16().features`` children ``[:-2]`` (indices 0..28, ending at conv5_3, 512 channels),
 the backbone of NetVLAD and of DecDTW. Fewer blocks keep the same layer indices, so weights
 load the same way; the small configuration (three blocks, 256 channels, 16 clusters, 120×90
-input) is the same code at a fraction of the cost, for tests and the demo.
+input) is the same code at a fraction of the cost, for tests and the demo. Weights files
+(ImageNet VGG16, seqvpr and published checkpoints) are read by :mod:`seqvpr.vpr.weights`.
 
 Images enter the model as RGB floats in [0, 1], shape (B, 3, H, W); the model maps them to
 ``(pixel · pixel_scale − pixel_mean) / pixel_std`` (ImageNet statistics for PyTorch-trained
@@ -16,41 +17,32 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from seqvpr.errors import SeqvprError
 from seqvpr.vpr.netvlad import FLATTEN_ORDERS, ClusterInit, FlattenOrder, NetVLAD, initialize_clusters
 from seqvpr.vpr.pca import PCAWhitening, fit_pca_whitening
+from seqvpr.vpr.vgg import BLOCKS, CHANNELS_OF_BLOCK, build_vgg16_backbone
 
 __all__ = [
     "EncoderConfig",
     "PRESETS",
     "NetVLADEncoder",
-    "WeightsNotFoundError",
-    "IMAGENET_VGG16_URL",
-    "load_imagenet_backbone",
-    "load_torchvision_backbone",
     "image_to_tensor",
     "images_to_tensor",
     "sample_local_descriptors",
 ]
 
-logger = logging.getLogger(__name__)
+LOGGER = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
-# Index of the last convolution of each VGG16 block in torchvision's `features`.
-_LAST_CONV_OF_BLOCK = {1: 2, 2: 7, 3: 14, 4: 21, 5: 28}
-_CHANNELS_OF_BLOCK = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class EncoderConfig:
     pixel_std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        if self.backbone_blocks not in _LAST_CONV_OF_BLOCK:
+        if self.backbone_blocks not in BLOCKS:
             raise ValueError(f"backbone_blocks must be 1..5, got {self.backbone_blocks}")
         if self.num_clusters < 2:
             raise ValueError(f"num_clusters must be >= 2, got {self.num_clusters}")
@@ -102,7 +94,7 @@ class EncoderConfig:
     @property
     def channels(self) -> int:
         """Channels D of the backbone output (local descriptor dimension)."""
-        return _CHANNELS_OF_BLOCK[self.backbone_blocks]
+        return CHANNELS_OF_BLOCK[self.backbone_blocks]
 
     @property
     def vlad_dim(self) -> int:
@@ -131,14 +123,6 @@ PRESETS: dict[str, EncoderConfig] = {
 }
 
 
-def _build_vgg16_backbone(blocks: int) -> nn.Sequential:
-    from seqvpr.vpr._torchvision import import_torchvision
-
-    vgg = import_torchvision().models.vgg
-    features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)  # == vgg16().features
-    return nn.Sequential(*list(features.children())[: _LAST_CONV_OF_BLOCK[blocks] + 1])
-
-
 class NetVLADEncoder(nn.Module):
     """VGG16 backbone → NetVLAD → optional PCA-whitening.
 
@@ -154,7 +138,7 @@ class NetVLADEncoder(nn.Module):
     def __init__(self, config: EncoderConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else EncoderConfig()
-        self.backbone = _build_vgg16_backbone(self.config.backbone_blocks)
+        self.backbone = build_vgg16_backbone(self.config.backbone_blocks)
         self.netvlad = NetVLAD(self.config.num_clusters, self.config.channels, self.config.flatten_order)
         self.pca: PCAWhitening | None = None
         if self.config.pca_dim is not None:
@@ -226,7 +210,7 @@ class NetVLADEncoder(nn.Module):
         )
         init = initialize_clusters(descriptors, self.config.num_clusters, seed=seed)
         self.netvlad.set_clusters(init)
-        logger.info(
+        LOGGER.info(
             "initialised %d clusters from %d local descriptors (alpha=%.2f)",
             self.config.num_clusters, len(descriptors), init.alpha,
         )
@@ -306,59 +290,6 @@ def sample_local_descriptors(
     if not samples:
         raise ValueError("no images to sample local descriptors from")
     return torch.cat(samples)[:max_descriptors].numpy().astype(np.float32)
-
-
-class WeightsNotFoundError(SeqvprError):
-    """Pretrained weights are neither on disk nor downloadable from here."""
-
-
-def load_imagenet_backbone(encoder: NetVLADEncoder, weights_path: str | Path | None = None) -> None:
-    """Load torchvision's ImageNet VGG16 weights into the encoder's backbone.
-
-    Without ``weights_path`` the file comes from torch's hub cache, downloaded on first
-    use (needs internet). Offline, download ``IMAGENET_VGG16_URL`` elsewhere and pass the
-    file as ``weights_path``.
-
-    Raises:
-        WeightsNotFoundError: not cached and the download failed.
-    """
-    if weights_path is not None:
-        load_torchvision_backbone(encoder, weights_path)
-        return
-    try:
-        state = torch.hub.load_state_dict_from_url(
-            IMAGENET_VGG16_URL, progress=True, check_hash=True, map_location="cpu", weights_only=True
-        )
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_VGG16_URL).name
-        raise WeightsNotFoundError(
-            f"could not download the ImageNet VGG16 weights from {IMAGENET_VGG16_URL} ({error}). "
-            f"Download that file on a machine with internet access and either pass it "
-            f"explicitly (`seqvpr extract --backbone-weights PATH`, or "
-            f"`load_imagenet_backbone(encoder, PATH)`) or copy it to {cache}."
-        ) from error
-    _load_vgg_features(encoder, state, source=IMAGENET_VGG16_URL)
-
-
-def load_torchvision_backbone(encoder: NetVLADEncoder, path: str | Path) -> None:
-    """Load a torchvision-format VGG16 state_dict file (``features.N.*`` keys) into the backbone."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a VGG16 state_dict, got {type(state).__name__}")
-    _load_vgg_features(encoder, state, source=str(path))
-
-
-def _load_vgg_features(encoder: NetVLADEncoder, state: Mapping[str, torch.Tensor], source: str) -> None:
-    wanted = {f"features.{key}": key for key in encoder.backbone.state_dict()}
-    missing = sorted(k for k in wanted if k not in state)
-    if missing:
-        raise ValueError(f"{source}: not a torchvision VGG16 state_dict, missing keys {missing}")
-    backbone_state = {wanted[k]: state[k] for k in wanted}
-    encoder.backbone.load_state_dict(backbone_state, strict=True)
-    logger.info("loaded VGG16 backbone weights from %s", source)
 
 
 def image_to_tensor(image: np.ndarray, size: tuple[int, int] | None) -> torch.Tensor:

@@ -7,7 +7,7 @@ from scipy.io import savemat
 
 from seqvpr.vpr import load_encoder
 
-from .reference_netvlad import reference_descriptors, vgg16_features
+from ..reference_netvlad import reference_descriptors, vgg16_features
 
 CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256), 14: (256, 256),
          17: (256, 512), 19: (512, 512), 21: (512, 512), 24: (512, 512), 26: (512, 512), 28: (512, 512)}

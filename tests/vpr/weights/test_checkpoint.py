@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from seqvpr.vpr import FAMILIES, import_checkpoint, load_encoder
-from seqvpr.vpr.checkpoints import safe_torch_load
+from seqvpr.errors import SeqvprError
+from seqvpr.vpr.weights import FAMILIES, encoder_from_weights, load_encoder, read_published_checkpoint, safe_torch_load
 
-from .reference_netvlad import LAST_CONV, reference_descriptors, vgg16_features
+from ..reference_netvlad import LAST_CONV, reference_descriptors, vgg16_features
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 CHANNELS = {0: 64, 2: 64, 5: 128, 7: 128, 10: 256, 12: 256, 14: 256, 17: 512, 19: 512, 21: 512, 24: 512, 26: 512, 28: 512}
@@ -100,7 +100,7 @@ def test_family_import_matches_independent_computation(tmp_path, family, blocks,
 def test_each_family_is_identified():
     for family in ("pytorch-netvlad", "patch-netvlad", "gmberton", "decdtw-lightning", "openibl-pca"):
         tensors = _random_tensors(3, 4, 6, seed=0)
-        _, matched = import_checkpoint(_layout(family, tensors))
+        _, _, matched = read_published_checkpoint(_layout(family, tensors))
         assert matched.name == family
     assert {f.name for f in FAMILIES} >= {"pytorch-netvlad", "patch-netvlad", "gmberton", "decdtw-lightning", "openibl"}
 
@@ -111,19 +111,20 @@ def test_unknown_layout_lists_missing_and_unexpected_keys():
     state = checkpoint["state_dict"]
     state["pool.conv.bias"] = torch.zeros(4)
     del state["pool.centroids"]
-    with pytest.raises(ValueError, match=r"Closest is pytorch-netvlad: missing keys \['pool.centroids'\]; "
+    with pytest.raises(SeqvprError, match=r"Closest is pytorch-netvlad: missing keys \['pool.centroids'\]; "
                                          r"unexpected keys \['pool.conv.bias'\]"):
-        import_checkpoint(checkpoint, source="odd.pth")
-    with pytest.raises(ValueError, match="no state dict under any of"):
-        import_checkpoint({"weights": {}}, source="odd.pth")
+        read_published_checkpoint(checkpoint, source="odd.pth")
+    with pytest.raises(SeqvprError, match="no state dict under any of"):
+        read_published_checkpoint({"weights": {}}, source="odd.pth")
 
 
 def test_wrong_tensor_shape_names_the_key():
     tensors = _random_tensors(3, 4, None, seed=0)
     checkpoint = _layout("gmberton", tensors)
     checkpoint["model_state_dict"]["module.aggregation.conv.weight"] = torch.zeros(4, 255, 1, 1)
-    with pytest.raises(ValueError, match=r"netvlad.conv.weight has shape \(4, 255, 1, 1\)"):
-        import_checkpoint(checkpoint)
+    config, state, _ = read_published_checkpoint(checkpoint)
+    with pytest.raises(SeqvprError, match=r"odd.pth: netvlad.conv.weight has shape \(4, 255, 1, 1\)"):
+        encoder_from_weights(config, state, "odd.pth")
 
 
 def test_numpy_scalars_load_but_arbitrary_objects_do_not(tmp_path):
@@ -131,5 +132,5 @@ def test_numpy_scalars_load_but_arbitrary_objects_do_not(tmp_path):
     loaded = safe_torch_load(tmp_path / "numpy.pth")
     assert loaded["best_score"] == 0.5 and loaded["recalls"].tolist() == [0, 1, 2]
     torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "namespace.pth")
-    with pytest.raises(ValueError, match=r"refusing to unpickle.*argparse.Namespace"):
+    with pytest.raises(SeqvprError, match=r"refusing to unpickle.*argparse.Namespace"):
         safe_torch_load(tmp_path / "namespace.pth")

@@ -20,18 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqvpr.vpr.encoder import _LAST_CONV_OF_BLOCK, EncoderConfig, NetVLADEncoder
+from seqvpr.errors import SeqvprError
+from seqvpr.vpr.encoder import EncoderConfig
+from seqvpr.vpr.vgg import LAST_CONV_OF_BLOCK
 
-__all__ = ["import_matlab_netvlad"]
+__all__ = ["read_matlab_netvlad"]
 
 NETVLAD_LAYER = 30
 WHITENING_LAYER = 33
 
 
-def import_matlab_netvlad(
+def read_matlab_netvlad(
     path: str | Path, *, image_width: int = 240, image_height: int = 180
-) -> NetVLADEncoder:
-    """Build an encoder from a MATLAB NetVLAD-VGG16 struct ``.mat``.
+) -> tuple[EncoderConfig, dict[str, torch.Tensor]]:
+    """The encoder config and state dict of a MATLAB NetVLAD-VGG16 struct ``.mat``.
 
     Args:
         path: the ``.mat`` file.
@@ -39,47 +41,46 @@ def import_matlab_netvlad(
         image_height: input height.
 
     Returns:
-        The encoder in eval mode, on the CPU, with PCA-whitening when the file has it.
+        The config and the state dict in :class:`~seqvpr.vpr.encoder.NetVLADEncoder` keys,
+        with PCA-whitening when the file has it.
 
     Raises:
-        ValueError: the file lacks ``net.layers`` / ``net.meta.normalization`` or a layer
+        SeqvprError: the file is missing, lacks ``net.layers`` / ``net.meta.normalization`` or a layer
             has an unexpected shape; names the layer.
     """
     from scipy.io import loadmat
 
-    from seqvpr.vpr.checkpoints import _load_state
-
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise SeqvprError(f"checkpoint {path} does not exist")
     try:
         net = loadmat(path, struct_as_record=False, squeeze_me=True)["net"]
         layers = list(net.layers)
         average = np.asarray(net.meta.normalization.averageImage, dtype=np.float64)
-    except (KeyError, AttributeError, TypeError) as error:
-        raise ValueError(f"{path}: not a MATLAB NetVLAD struct file (needs net.layers and "
+    except (KeyError, AttributeError, TypeError, ValueError) as error:
+        raise SeqvprError(f"{path}: not a MATLAB NetVLAD struct file (needs net.layers and "
                          f"net.meta.normalization.averageImage): {error}") from error
     if len(layers) <= NETVLAD_LAYER:
-        raise ValueError(f"{path}: net.layers has {len(layers)} entries, NetVLAD is expected at index {NETVLAD_LAYER}")
+        raise SeqvprError(f"{path}: net.layers has {len(layers)} entries, NetVLAD is expected at index {NETVLAD_LAYER}")
 
     def weights(index: int) -> list[np.ndarray]:
         values = getattr(layers[index], "weights", None)
         if values is None or len(values) != 2:
-            raise ValueError(f"{path}: net.layers[{index}] has no (weight, bias) pair")
+            raise SeqvprError(f"{path}: net.layers[{index}] has no (weight, bias) pair")
         return [np.asarray(v, dtype=np.float32) for v in values]
 
     state: dict[str, torch.Tensor] = {}
-    for index in range(_LAST_CONV_OF_BLOCK[5] + 1):
+    for index in range(LAST_CONV_OF_BLOCK[5] + 1):
         if getattr(layers[index], "weights", None) is None or len(layers[index].weights) == 0:
             continue
         kernel, bias = weights(index)
         if kernel.ndim != 4:
-            raise ValueError(f"{path}: net.layers[{index}] weight has shape {kernel.shape}, expected (S, S, IN, OUT)")
+            raise SeqvprError(f"{path}: net.layers[{index}] weight has shape {kernel.shape}, expected (S, S, IN, OUT)")
         state[f"backbone.{index}.weight"] = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous()
         state[f"backbone.{index}.bias"] = torch.from_numpy(np.atleast_1d(bias))
     assignment, negated_centroids = weights(NETVLAD_LAYER)
     if assignment.ndim != 2 or assignment.shape != negated_centroids.shape:
-        raise ValueError(
+        raise SeqvprError(
             f"{path}: net.layers[{NETVLAD_LAYER}] must hold two (D, K) arrays, got "
             f"{assignment.shape} and {negated_centroids.shape}"
         )
@@ -102,6 +103,4 @@ def import_matlab_netvlad(
         pixel_mean=tuple(average.reshape(-1, 3).mean(axis=0)),  # (1, 1, 3) or a whole image
         pixel_std=(1.0, 1.0, 1.0),
     )
-    encoder = NetVLADEncoder(config)
-    _load_state(encoder, state, source=str(path))
-    return encoder.eval()
+    return config, state
