@@ -73,6 +73,17 @@ def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(yaml.safe_dump({str(key): simple(value) for key, value in options.items()}))
 
 
+def _flat(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level with dotted keys (``gdtw.lam``), for naming what differs."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def claim_output_dir(
     path: str | os.PathLike,
     options: Mapping[str, Any],
@@ -86,7 +97,8 @@ def claim_output_dir(
       written to ``path/seqvpr-options.yaml``. Returns False.
     - ``path`` holds an options file with the same options: the run resumes. Returns True.
     - ``path`` holds an options file with other options: :class:`OutputConflictError`
-      naming each differing option, unless ``overwrite``, which empties the folder first.
+      naming each differing option (nested options by their dotted path, e.g.
+      ``gdtw.lam``), unless ``overwrite``, which empties the folder first.
     - ``path`` is a file, or a non-empty folder that no seqvpr command wrote: an error,
       also with ``overwrite`` (seqvpr never deletes a folder it did not make).
 
@@ -113,11 +125,11 @@ def claim_output_dir(
         if previous == wanted:
             return True
         if not overwrite:
-            keys = sorted(set(previous) | set(wanted))
+            before, after = _flat(previous), _flat(wanted)
             changed = [
-                f"{key} (was {previous.get(key, '<unset>')!r}, now {wanted.get(key, '<unset>')!r})"
-                for key in keys
-                if previous.get(key) != wanted.get(key)
+                f"{key} (was {before.get(key, '<unset>')!r}, now {after.get(key, '<unset>')!r})"
+                for key in sorted(set(before) | set(after))
+                if before.get(key) != after.get(key)
             ]
             raise OutputConflictError(
                 f"{command}: {path} holds the output of a run with other options: "

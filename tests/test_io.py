@@ -72,3 +72,11 @@ def test_read_npz_names_a_damaged_file(tmp_path, damage, message):
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(SeqvprError, match=rf"signal.npz: {message}.*expected a signal"):
         read_npz(path, "a signal")
+
+
+def test_claim_output_dir_names_nested_options_by_dotted_path(tmp_path):
+    out = tmp_path / "run"
+    claim_output_dir(out, {"seed": 0, "config": {"gdtw": {"lam": 0.1, "grid_size": 50}}})
+    with pytest.raises(OutputConflictError, match=r"config.gdtw.lam \(was 0.1, now 0.5\)\. Pass --overwrite") as error:
+        claim_output_dir(out, {"seed": 0, "config": {"gdtw": {"lam": 0.5, "grid_size": 50}}})
+    assert "grid_size" not in str(error.value) and "seed" not in str(error.value)

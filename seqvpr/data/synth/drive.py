@@ -275,17 +275,6 @@ def _write_ins(path: Path, start_us: int, times_s: np.ndarray, positions: np.nda
     write_table(path, INS_COLUMNS, rows)
 
 
-def _options(config: SynthConfig, seed: int) -> dict:
-    """The settings that determine the output files, flat (``camera.width``...)."""
-    options = {"seed": seed}
-    for key, value in config_to_dict(config).items():
-        if isinstance(value, dict):
-            options.update({f"{key}.{name}": item for name, item in value.items()})
-        else:
-            options[key] = value
-    return options
-
-
 def synthesize(config: SynthConfig, out: str | os.PathLike, seed: int = 0, workers: int = 1,
                progress: bool = False, overwrite: bool = False) -> list[Traverse]:
     """Render a synthetic world's traverses in the RobotCar layout.
@@ -314,7 +303,7 @@ def synthesize(config: SynthConfig, out: str | os.PathLike, seed: int = 0, worke
         SeqvprError: ``out`` is a file or a folder that seqvpr did not write.
     """
     out = Path(out)
-    claim_output_dir(out, _options(config, seed), overwrite=overwrite, command="synth")
+    claim_output_dir(out, {"seed": seed, **config_to_dict(config)}, overwrite=overwrite, command="synth")
     indices = range(len(config.conditions))
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
