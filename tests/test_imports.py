@@ -9,7 +9,9 @@ import pytest
 FORBIDDEN = ("rospy", "rclpy", "faiss", "cv2", "librosa", "torchvision", "rosbags", "matplotlib")
 
 
-@pytest.mark.parametrize("module", ["seqvpr", "seqvpr.align", "seqvpr.cli"])
+@pytest.mark.parametrize(
+    "module", ["seqvpr", "seqvpr.align", "seqvpr.cli", "seqvpr.vpr", "seqvpr.data", "seqvpr.evaluation"]
+)
 def test_import_loads_no_optional_dependency(module):
     code = (
         f"import json, sys; import {module}; "

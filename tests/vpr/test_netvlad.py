@@ -16,15 +16,30 @@ def _random_layer(order="cluster_major", clusters=5, dim=8):
     return layer
 
 
-def test_shape_and_unit_norms():
-    layer = _random_layer()
-    features = torch.randn(3, 8, 4, 6)
+def test_shape_and_unit_norms(device, dtype):
+    layer = _random_layer().to(device, dtype)
+    features = torch.randn(3, 8, 4, 6, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     descriptors = layer(features)
-    assert descriptors.shape == (3, 40)
-    torch.testing.assert_close(descriptors.norm(dim=1), torch.ones(3))
+    assert descriptors.shape == (3, 40) and descriptors.dtype == dtype and descriptors.device.type == device.type
+    torch.testing.assert_close(descriptors.norm(dim=1), torch.ones(3, device=device, dtype=dtype))
     # intra-normalisation: each cluster block has the same norm 1/sqrt(K) before the global L2
     blocks = descriptors.view(3, 5, 8).norm(dim=2)
-    torch.testing.assert_close(blocks, torch.full((3, 5), 1 / np.sqrt(5)))
+    torch.testing.assert_close(blocks, torch.full((3, 5), 1 / np.sqrt(5), device=device, dtype=dtype))
+
+
+def test_gradcheck(gradcheck):
+    layer = _random_layer(clusters=3, dim=4).double()
+    features = torch.randn(2, 4, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    features.requires_grad_(True)
+    centroids = layer.centroids.detach().clone().requires_grad_(True)
+
+    def descriptors(features, centroids):
+        return torch.func.functional_call(layer, {"centroids": centroids, "conv.weight": layer.conv.weight},
+                                          (features,))
+
+    assert gradcheck(descriptors, features, centroids)
+    with pytest.raises(TypeError, match="need float64"):
+        gradcheck(descriptors, features.float().detach().requires_grad_(True), centroids)
 
 
 @pytest.mark.parametrize("order", ["cluster_major", "channel_major"])
