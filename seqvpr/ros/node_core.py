@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from seqvpr.ros.conversions import (
     MessageTypes,
     compressed_image_to_rgb,
@@ -30,12 +32,28 @@ from seqvpr.ros.conversions import (
 from seqvpr.ros.params import NodeConfig
 from seqvpr.ros.queue import DropOldestQueue, QueueWorker
 
-__all__ = ["Frame", "LocalizationCore"]
+__all__ = ["Frame", "LocalizationCore", "warm_up"]
 
 LOGGER = logging.getLogger(__name__)
 
 # Latencies kept for the diagnostics' median and 95th percentile.
 LATENCY_WINDOW = 200
+
+
+def warm_up(localizer: Any) -> float:
+    """Runs a throwaway copy of ``localizer`` through its first alignments; returns the seconds taken.
+
+    The first keyframes otherwise pay for lazy imports, kernel compilation and the first
+    index search (seconds), and the camera's frames would queue up and be dropped
+    behind them. The copy shares the map and encoder; ``localizer`` itself is untouched.
+    """
+    started = time.monotonic()
+    spare = type(localizer)(localizer.map, localizer.config, localizer.encoder, localizer.calibration)
+    encoder = localizer.encoder.config
+    images = np.random.default_rng(0).integers(0, 256, (2, encoder.image_height, encoder.image_width, 3), np.uint8)
+    for index in range(localizer.config.min_query_length + 1):
+        spare.update(index * localizer.config.query_period_s, image=images[index % 2])
+    return time.monotonic() - started
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ __all__ = ["NodeConfig", "node_config_from_parameters", "merge_ros1_parameters",
 
 NODE_NAME = "seqvpr_localization"
 # Parameters that ROS itself declares on every node; not ours to check.
-_ROS_OWNED = ("use_sim_time", "qos_overrides")
+_ROS_OWNED = ("use_sim_time", "start_type_description_service", "qos_overrides")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def main(args: list[str] | None = None) -> int:
 
     from seqvpr.localization import StreamingLocalizer
     from seqvpr.ros.conversions import MessageTypes
-    from seqvpr.ros.node_core import LocalizationCore
+    from seqvpr.ros.node_core import LocalizationCore, warm_up
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rospy.init_node(NODE_NAME, argv=sys.argv if args is None else args)
@@ -44,6 +44,7 @@ def main(args: list[str] | None = None) -> int:
         rospy.logfatal(str(error))
         rospy.signal_shutdown(str(error))
         return 2
+    rospy.loginfo(f"warmed up in {warm_up(localizer):.1f} s")
     types = MessageTypes.load()
     pose_publisher = rospy.Publisher(config.pose_topic, types.PoseWithCovarianceStamped, queue_size=10)
     fix_publisher = rospy.Publisher(config.fix_topic, types.NavSatFix, queue_size=10)

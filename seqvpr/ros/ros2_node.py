@@ -37,7 +37,7 @@ def main(args: list[str] | None = None) -> int:
 
     from seqvpr.localization import StreamingLocalizer
     from seqvpr.ros.conversions import MessageTypes
-    from seqvpr.ros.node_core import LocalizationCore
+    from seqvpr.ros.node_core import LocalizationCore, warm_up
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=args)
@@ -52,6 +52,7 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         return 2
+    node.get_logger().info(f"warmed up in {warm_up(localizer):.1f} s")
     types = MessageTypes.load()
     pose_publisher = node.create_publisher(types.PoseWithCovarianceStamped, config.pose_topic, 10)
     fix_publisher = node.create_publisher(types.NavSatFix, config.fix_topic, 10)

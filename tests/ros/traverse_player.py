@@ -5,8 +5,9 @@
 Each image goes out with its traverse timestamp as header stamp, ``rgb8`` on ``image``
 (raw) or lossless PNG on ``image/compressed``, at ``--rate-hz`` wall-clock rate, once a
 subscriber is connected. Every publication is logged to ``--log`` as
-``index stamp_s wall_time_s`` (flushed at once, so a killed player leaves a full log).
-Refuses to run outside a private loopback-only network namespace.
+``index stamp_sec stamp_nanosec wall_time_s`` (flushed at once, so a killed player leaves a full log).
+With ``--go FILE`` it loads its images first and starts when FILE appears. Refuses to run
+outside a private loopback-only network namespace.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--transport", choices=("raw", "compressed"), default="raw")
     parser.add_argument("--topic", default="image")
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--go", type=Path, help="after loading the images, wait until this file exists")
     return parser.parse_args(argv)
 
 
@@ -87,23 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     for index in indices:
         message = message_type()
         message.header.stamp = seconds_to_stamp(float(traverse.times_s[index]), stamp_type)
+        sec, nanosec = (message.header.stamp.sec, message.header.stamp.nanosec) if args.ros == "2" else (
+            message.header.stamp.secs, message.header.stamp.nsecs)
         message.header.frame_id = "camera"
         _fill(message, read_rgb(traverse.image_path(index)), args.transport)
-        messages.append((index, float(traverse.times_s[index]), message))
-    deadline = time.monotonic() + 30
+        messages.append((index, f"{sec} {nanosec}", message))
+    while args.go is not None and not args.go.exists():
+        time.sleep(0.01)
+    deadline = time.monotonic() + 90
     while connected() == 0:
         if time.monotonic() > deadline:
-            sys.exit("no subscriber connected within 30 s")
+            sys.exit("no subscriber connected within 90 s")
         time.sleep(0.05)
     time.sleep(0.5)
     start = time.monotonic()
     with open(args.log, "a", encoding="utf-8") as log:
-        for number, (index, stamp_s, message) in enumerate(messages):
+        for number, (index, stamp, message) in enumerate(messages):
             delay = start + number / args.rate_hz - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             publisher.publish(message)
-            log.write(f"{index} {stamp_s:.6f} {time.time():.6f}\n")
+            log.write(f"{index} {stamp} {time.time():.6f}\n")
             log.flush()
     time.sleep(0.5)
     return 0

@@ -1,0 +1,258 @@
+"""Runs the localization node live against the player and records what it publishes.
+
+    unshare -n -- python live_driver.py --ros 2 --world WORLD --out OUT
+
+Refuses to run outside a private loopback-only network namespace. Starts the node (ROS 2:
+``python -m seqvpr.ros.ros2_node --ros-args --params-file config/localization_node.yaml``;
+ROS 1: ``roscore``, then ``roslaunch launch/localization.launch``), subscribes to its
+``pose``, ``fix`` and ``/diagnostics``, and plays the world's query stream:
+
+1. the route's frames, then the foreign ones, at 10 Hz; the player is killed (SIGKILL) after ``KILL_AFTER`` frames,
+   then restarted ``RESTART_GAP`` frames later, and plays on through the foreign frames;
+2. the stress frames at 100 Hz (10 s).
+
+Writes ``OUT/report.json``: every message received (with its wall-clock arrival time),
+the players' logs (frame index, stamp, wall-clock send time), phase boundaries and the
+node's exit status. The pytest tests judge the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from ros_env import require_private_network, ros_environment  # noqa: E402
+from ros_world import ROUTE, World  # noqa: E402
+
+KILL_AFTER = 50
+RESTART_GAP = 10
+SLOW_HZ = 10.0
+FAST_HZ = 100.0
+NODE_NAME = "seqvpr_localization"
+
+
+class Recorder:
+    """Collects pose, fix and diagnostics messages with their arrival times (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.poses: list[dict] = []
+        self.fixes: list[dict] = []
+        self.diagnostics: list[dict] = []
+
+    @staticmethod
+    def _stamp(stamp) -> list[int]:
+        return [stamp.sec, stamp.nanosec] if hasattr(stamp, "nanosec") else [stamp.secs, stamp.nsecs]
+
+    def on_pose(self, message) -> None:
+        now = time.time()
+        covariance = list(message.pose.covariance)
+        record = {"stamp": self._stamp(message.header.stamp), "frame_id": message.header.frame_id, "wall": now,
+                  "x": message.pose.pose.position.x, "y": message.pose.pose.position.y,
+                  "qz": message.pose.pose.orientation.z, "qw": message.pose.pose.orientation.w,
+                  "covariance": covariance}
+        with self.lock:
+            self.poses.append(record)
+
+    def on_fix(self, message) -> None:
+        now = time.time()
+        record = {"stamp": self._stamp(message.header.stamp), "frame_id": message.header.frame_id, "wall": now,
+                  "latitude": message.latitude, "longitude": message.longitude,
+                  "status": int(message.status.status), "covariance": list(message.position_covariance)}
+        with self.lock:
+            self.fixes.append(record)
+
+    def on_diagnostics(self, message) -> None:
+        now = time.time()
+        for status in message.status:
+            if status.name.endswith(": localization"):
+                level = status.level if isinstance(status.level, int) else status.level[0]
+                record = {"wall": now, "name": status.name, "level": level, "message": status.message,
+                          "values": {item.key: item.value for item in status.values}}
+                with self.lock:
+                    self.diagnostics.append(record)
+
+    def report(self) -> dict:
+        with self.lock:
+            return {"poses": list(self.poses), "fixes": list(self.fixes), "diagnostics": list(self.diagnostics)}
+
+
+def _subscribe_ros2(recorder: Recorder):
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import NavSatFix
+
+    rclpy.init()
+    node = rclpy.create_node("live_test_recorder")
+    node.create_subscription(PoseWithCovarianceStamped, "pose", recorder.on_pose, 100)
+    node.create_subscription(NavSatFix, "fix", recorder.on_fix, 100)
+    node.create_subscription(DiagnosticArray, "/diagnostics", recorder.on_diagnostics, 100)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+
+    def close() -> None:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    return close
+
+
+def _subscribe_ros1(recorder: Recorder):
+    from seqvpr.ros.ros1_path import enable_ros1_imports
+
+    enable_ros1_imports()
+    import rospy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from sensor_msgs.msg import NavSatFix
+
+    rospy.init_node("live_test_recorder", disable_signals=True)
+    rospy.Subscriber("pose", PoseWithCovarianceStamped, recorder.on_pose, queue_size=100)
+    rospy.Subscriber("fix", NavSatFix, recorder.on_fix, queue_size=100)
+    rospy.Subscriber("/diagnostics", DiagnosticArray, recorder.on_diagnostics, queue_size=100)
+    return lambda: rospy.signal_shutdown("test finished")
+
+
+def _wait_for_master(env: dict, timeout_s: float) -> None:
+    import xmlrpc.client
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            xmlrpc.client.ServerProxy(env["ROS_MASTER_URI"]).getSystemState("/live_test")
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("roscore did not come up")
+
+
+def _start_node(ros: str, world: World, env: dict, out: Path) -> tuple[subprocess.Popen, list[subprocess.Popen]]:
+    """The node process (roslaunch for ROS 1) and helper processes to stop after it (roscore)."""
+    log = open(out / "node.log", "w", encoding="utf-8")  # noqa: SIM115 - closed with the process
+    if ros == "2":
+        command = [sys.executable, "-m", "seqvpr.ros.ros2_node", "--ros-args",
+                   "--params-file", str(REPO / "config" / "localization_node.yaml"),
+                   "-p", f"map_dir:={world.map_dir}", "-p", f"model:={world.model}"]
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), []
+    core_log = open(out / "roscore.log", "w", encoding="utf-8")  # noqa: SIM115
+    roscore = subprocess.Popen(["roscore", "-p", "11311"], env=env, stdout=core_log, stderr=subprocess.STDOUT)
+    _wait_for_master(env, 60)
+    command = ["roslaunch", "--wait", str(REPO / "launch" / "localization.launch"),
+               f"map_dir:={world.map_dir}", f"model:={world.model}"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), [roscore]
+
+
+def _player(ros: str, world: World, first: int, count: int, rate_hz: float, log: Path, env: dict,
+            go: Path | None = None) -> subprocess.Popen:
+    command = [sys.executable, str(HERE / "traverse_player.py"), "--ros", ros, "--traverse", str(world.query),
+               "--first", str(first), "--count", str(count), "--rate-hz", str(rate_hz), "--log", str(log)]
+    if go is not None:
+        command += ["--go", str(go)]
+    return subprocess.Popen(command, env=env)
+
+
+def _lines(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _wait(process: subprocess.Popen, timeout_s: float, what: str) -> int:
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise RuntimeError(f"{what} did not finish within {timeout_s} s") from None
+
+
+def run(ros: str, world: World, out: Path) -> dict:
+    env = ros_environment(out)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["ROS_PACKAGE_PATH"] = str(REPO)
+    os.environ.update(env)
+    node, helpers = _start_node(ros, world, env, out)
+    recorder = Recorder()
+    close = _subscribe_ros2(recorder) if ros == "2" else _subscribe_ros1(recorder)
+    phases: dict[str, float] = {}
+    fast_player = None
+    try:
+        slow_log, fast_log, go = out / "player_slow.log", out / "player_fast.log", out / "go_fast"
+        first, last = world.phases["stress"]
+        fast_player = _player(ros, world, first, last - first, FAST_HZ, fast_log, env, go)
+        phases["slow_start"] = time.time()
+        player = _player(ros, world, 0, ROUTE, SLOW_HZ, slow_log, env)
+        deadline = time.monotonic() + 120
+        while len(_lines(slow_log)) < KILL_AFTER:
+            if node.poll() is not None:
+                player.kill()
+                raise RuntimeError(f"the node exited with {node.poll()}: {(out / 'node.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline or player.poll() is not None:
+                raise RuntimeError(f"the first player stopped early (exit {player.poll()}); see {out}/node.log")
+            time.sleep(0.01)
+        player.send_signal(signal.SIGKILL)
+        player.wait()
+        phases["killed"] = time.time()
+        time.sleep(1.0)
+        alive_after_kill = node.poll() is None
+        restart = KILL_AFTER + RESTART_GAP
+        end = world.phases["foreign"][1]
+        _wait(_player(ros, world, restart, end - restart, SLOW_HZ, slow_log, env), 120, "the restarted player")
+        time.sleep(2.0)
+        phases["fast_start"] = time.time()
+        go.touch()
+        _wait(fast_player, 120, "the 100 Hz player")
+        phases["fast_end"] = time.time()
+        time.sleep(3.0)
+        alive_at_end = node.poll() is None
+    finally:
+        if fast_player is not None and fast_player.poll() is None:
+            fast_player.kill()
+        close()
+        node.send_signal(signal.SIGINT)
+        try:
+            node_status = node.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node_status = "killed after 30 s"
+        for helper in helpers:
+            helper.send_signal(signal.SIGINT)
+            try:
+                helper.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+    report = recorder.report()
+    report.update(phases=phases, alive_after_kill=alive_after_kill, alive_at_end=alive_at_end,
+                  node_status=node_status, slow_log=_lines(slow_log), fast_log=_lines(fast_log),
+                  node_log=(out / "node.log").read_text(encoding="utf-8", errors="replace")[-20000:])
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ros", choices=("1", "2"), required=True)
+    parser.add_argument("--world", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    require_private_network()
+    world = World(args.world, args.world / "map", args.world / "model" / "encoder.pt", args.world / "query")
+    report = run(args.ros, world, args.out)
+    (args.out / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
