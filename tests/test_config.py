@@ -90,3 +90,10 @@ def test_duplicate_key_is_an_error(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="nothing.yaml: no such config file"):
         load_config(tmp_path / "nothing.yaml", GDTWConfig)
+
+
+def test_shipped_step_configs_load_as_the_defaults():
+    from seqvpr.extraction import ExtractConfig
+
+    assert load_config(CONFIG_DIR / "extract.yaml", ExtractConfig) == ExtractConfig()
+    assert load_config(CONFIG_DIR / "evaluate.yaml", EvaluationConfig) == EvaluationConfig()

@@ -177,3 +177,21 @@ def test_traverse_input_writes_positions(tmp_path, folder):
     np.testing.assert_array_equal(result.times, times)
     np.testing.assert_array_equal(result.positions, positions)
     assert len(result.metadata["encoder_fingerprint"]) == 16
+
+
+def test_config_file_gives_the_options_and_flags_win(tmp_path, folder, capsys):
+    config = tmp_path / "extract.yaml"
+    config.write_text("preset: small\nbackbone_weights: random\nimage_size: 48x32\nkmeans_images: 6\nfloat16: true\n")
+    from_file = tmp_path / "file.npz"
+    assert main(["extract", str(folder), "--out", str(from_file), "--config", str(config)]) == 0
+    assert read_descriptor_file(from_file).values.dtype == np.float16
+    by_flags = tmp_path / "flags.npz"
+    assert _run(folder, by_flags, "--float16") == 0
+    np.testing.assert_array_equal(read_descriptor_file(from_file).values, read_descriptor_file(by_flags).values)
+    overridden = tmp_path / "overridden.npz"
+    assert main(["extract", str(folder), "--out", str(overridden), "--config", str(config), "--image-size", "40x30"]) == 0
+    assert read_descriptor_file(overridden).metadata["encoder"]["image_width"] == 40
+    capsys.readouterr()
+    config.write_text("preset: small\nbatch_size: '8'\n")
+    assert main(["extract", str(folder), "--out", str(tmp_path / "x.npz"), "--config", str(config)]) == 2
+    assert "extract.yaml: batch_size: expected int, got '8' (str)" in capsys.readouterr().err

@@ -34,6 +34,12 @@ def test_demo_writes_tables_plots_and_a_meaningful_result(demo_run, capsys):
     # encoder with GDTW must do clearly better, and better than DTW (the paper's finding).
     assert accuracy["Base (G)"] >= 15.0
     assert accuracy["Base (G)"] > accuracy["Base (D)"]
+    # The demo is deterministic: its table on this 500 m route is pinned.
+    assert [line for line in table.splitlines() if line.startswith(("| Base", "| Indep"))] == [
+        "| Base (D) | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 5.3 | 10.5 | 10.5 | 0.0 | 2.2 | 4.4 | 4.4 |",
+        "| Base (G) | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 91.7 | 0.0 | 0.0 | 15.8 | 78.9 | 0.0 | 0.0 | 6.7 | 57.8 |",
+        "| Indep | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 5.3 | 0.0 | 0.0 | 0.0 | 2.2 |",
+    ]
     results = json.loads((evaluation / "results.json").read_text())
     assert results["metadata"]["models"] == ["base"]
     log = (evaluation / "evaluate.log").read_text()
@@ -50,7 +56,8 @@ def test_second_evaluation_reuses_cached_descriptors(demo_run, tmp_path, capsys)
                  "--model", f"base={demo_run / 'model' / 'encoder.pt'}", "--out", str(demo_run / "evaluation"),
                  "--methods", "gdtw", "--no-progress"])
     assert code == 0
-    assert "| Base (G) |" in capsys.readouterr().out
+    assert "| Base (G) |" in capsys.readouterr().out and "| Base (D) |" not in (
+        demo_run / "evaluation" / "accuracy_max_error.md").read_text()
     assert {path: path.stat().st_mtime_ns for path in cache.glob("*.npz")} == stamps
 
 
@@ -63,6 +70,15 @@ def test_evaluate_names_missing_inputs(tmp_path, capsys):
     assert main(["evaluate", str(pairs), "--traverses", str(tmp_path), "--model", "base=missing.pt",
                  "--out", str(tmp_path / "out")]) == 2
     assert "no such checkpoint file or descriptors folder missing.pt" in capsys.readouterr().err
+    config = tmp_path / "evaluate.yaml"
+    config.write_text("methods: [gdtw]\ngdtw:\n  lambda: 0.2\n")
+    assert main(["evaluate", str(pairs), "--traverses", str(tmp_path), "--model", "base=missing.pt",
+                 "--out", str(tmp_path / "out"), "--config", str(config)]) == 2
+    assert "evaluate.yaml: gdtw: unknown key(s) ['lambda'] for GDTWConfig" in capsys.readouterr().err
+    config.write_text("methods: [gdtw, hmm]\n")
+    assert main(["evaluate", str(pairs), "--traverses", str(tmp_path), "--model", "base=missing.pt",
+                 "--out", str(tmp_path / "out"), "--config", str(config)]) == 2
+    assert "methods must be a non-empty subset of ('gdtw', 'dtw', 'independent')" in capsys.readouterr().err
 
 
 def test_fine_tuned_models_get_their_own_rows(demo_run, tmp_path, capsys):
