@@ -31,6 +31,7 @@ CPU: the DP is sequential over knots, and a GPU would spend it launching kernels
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,10 +40,14 @@ from torch import Tensor
 
 from seqvpr.align._dp import solve_gdtw
 from seqvpr.align.signal import Signal
+from seqvpr.errors import SeqvprError
 
 __all__ = ["GDTWConfig", "GDTWProblem", "GDTWResult", "InnerProducts", "gdtw", "gdtw_objective", "resolve_problem"]
 
 Scalar = float | int | Tensor
+
+# Above this, lam / dt times squared steps overflows the convex-hull DP's products.
+MAX_LAM = 1e20
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,23 @@ def _reachable_bounds(
     return lower, upper
 
 
+def _warn_if_squeezed(needed: Tensor, available: Tensor) -> None:
+    """Subsequence alignment of a query that does not fit into its reference at the expected
+    slope: the warp compresses it (warns once per call, naming the first such item)."""
+    squeezed = needed > available * (1.0 + 1e-9)
+    if bool(squeezed.any()):
+        item = int(squeezed.nonzero()[0])
+        warnings.warn(
+            f"subsequence alignment of item {item}: the query spans {float(needed[item]):g} s of "
+            f"reference time at the expected slope, but the reference lasts only "
+            f"{float(available[item]):g} s; the warp compresses the query into the reference "
+            f"(it is a full alignment at a faster slope, not a subsequence match). Pass a shorter "
+            f"query, a longer reference, or expected_slope if the query is known to run faster",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDTWProblem:
     """Validates inputs and resolves every option to per-item tensors.
 
@@ -300,6 +322,12 @@ def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDT
     lam = _per_item("lam", config.lam, batch, device)
     if bool((lam < 0).any()) or not bool(torch.isfinite(lam).all()):
         raise ValueError(f"lam must be finite and >= 0, got {lam.tolist()}")
+    if bool((lam > MAX_LAM).any()):
+        raise SeqvprError(
+            f"lam = {float(lam.max()):g} is too large: above {MAX_LAM:g} the regulariser overflows the "
+            "DP's float64 arithmetic; use a smaller lam (at such weights the warp is already the "
+            "straightest feasible one)"
+        )
     slope_min = _per_interval("slope_min", config.slope_min, batch, intervals, device)
     slope_max = _per_interval("slope_max", config.slope_max, batch, intervals, device)
     if bool((slope_min < 0).any()) or not bool(torch.isfinite(slope_min).all()):
@@ -323,6 +351,8 @@ def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDT
         expected = torch.ones(batch, dtype=torch.float64, device=device)
     else:
         expected = ref_span / knot_span
+    if config.subsequence:
+        _warn_if_squeezed(knot_span * expected, ref_span)
 
     # Any step longer than the reference span never binds; a finite stand-in keeps the
     # prefix scans of _reachable_bounds free of inf - inf.
@@ -376,6 +406,26 @@ def resolve_problem(reference: Signal, query: Signal, config: GDTWConfig) -> GDT
     )
 
 
+def _check_finite_products(products: InnerProducts, reference: Signal, query: Signal, knot_mask: Tensor,
+                           dtype: torch.dtype) -> None:
+    """Raises when an inner product of valid samples overflowed (values too large for ``dtype``)."""
+    ref_mask = reference.valid_mask()
+    ref_ok = bool(torch.isfinite(products.ref_sq)[ref_mask].all()) and bool(
+        torch.isfinite(products.step_sq)[ref_mask[:, 1:]].all())
+    query_ok = bool(torch.isfinite(products.query_sq)[knot_mask].all())
+    cross_ok = bool(torch.isfinite(products.cross)[knot_mask[:, :, None] & ref_mask[:, None, :]].all())
+    name = str(dtype).replace("torch.", "")
+    for what, signal, ok in (("reference", reference, ref_ok), ("query", query, query_ok)):
+        if not ok:
+            largest = float(signal.values.detach().abs().amax())
+            raise SeqvprError(
+                f"{what} values overflow when squared in {name} (largest |value| = {largest:g}): "
+                "scale the features down"
+            )
+    if not cross_ok:
+        raise SeqvprError(f"inner products of query and reference values overflow {name}: scale the features down")
+
+
 def _numpy(tensor: Tensor) -> np.ndarray:
     """float64 numpy copy on the CPU (the compiled kernel's input)."""
     return tensor.detach().to("cpu", torch.float64).numpy()
@@ -400,15 +450,18 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
     problem = resolve_problem(reference, query, config)
     size = config.grid_size or max(50, reference.max_length + 1)
     with torch.no_grad():
-        # The only work that grows with D: inner products, on the signals' device.
-        ref = reference.values
-        knot_values = problem.query_at_knots
+        # The only work that grows with D: inner products, on the signals' device, in at least
+        # float32 (float16 squares overflow above ~256) and in the wider of the two dtypes.
+        dtype = torch.promote_types(torch.promote_types(reference.values.dtype, query.values.dtype), torch.float32)
+        ref = reference.values.to(dtype)
+        knot_values = problem.query_at_knots.to(dtype)
         products = InnerProducts(
             cross=torch.bmm(knot_values, ref.transpose(1, 2)).double(),
             ref_sq=torch.linalg.vector_norm(ref, dim=-1).double().square(),
             step_sq=torch.linalg.vector_norm(ref.diff(dim=1), dim=-1).double().square(),
             query_sq=torch.linalg.vector_norm(knot_values, dim=-1).double().square(),
         )
+        _check_finite_products(products, reference, query, problem.knot_mask, dtype)
         dt = problem.dt
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
         shift = problem.expected_slope[:, None] * dt
@@ -420,6 +473,12 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
             *map(_numpy, (problem.lower, problem.upper, curvature, shift, problem.step_min,
                           problem.step_max, tol)),
             size, config.refinements, config.refine_factor, config.kernel == "brute",
+        )
+    if not np.isfinite(history[:, -1]).all():
+        item = int(np.flatnonzero(~np.isfinite(history[:, -1]))[0])
+        raise SeqvprError(
+            f"the GDTW objective of item {item} is not finite ({history[item, -1]}): the values or "
+            f"lam = {float(problem.lam[item]):g} are too large for float64 arithmetic"
         )
     device = query.device
     cost_history = torch.from_numpy(history).to(device)

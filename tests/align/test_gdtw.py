@@ -22,6 +22,7 @@ def constraint_options(rng):
     return {"band": float(rng.uniform(0.2, 0.6))}
 
 
+@pytest.mark.filterwarnings("ignore:subsequence alignment of item")  # random pairs: some queries are longer
 @pytest.mark.parametrize("subsequence", [True, False])
 def test_fast_solver_equals_brute_force_solver(subsequence):
     rng = np.random.default_rng(11 + subsequence)
@@ -82,6 +83,7 @@ def slsqp_polish(reference, query, config, start):
     return objective(solution.x)[0], solution.x
 
 
+@pytest.mark.filterwarnings("ignore:subsequence alignment of item")  # random pairs: some queries are longer
 def test_refined_dp_is_within_1e_4_of_slsqp_and_refinement_never_raises_the_objective():
     rng = np.random.default_rng(2023)
     compared = 0
