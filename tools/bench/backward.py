@@ -5,7 +5,8 @@ preceded by one untimed call of the same variant, as in a training loop), for ea
 as wall-clock and as process CPU time (on a shared machine the CPU time is the steadier):
 
 - ``gdtw``: the GDTW solver's forward alone (``seqvpr.align.gdtw``);
-- ``decdtw fwd``: the DecDTW layer's forward (solver + active set + Newton polish), no grad;
+- ``decdtw fwd``: the DecDTW layer's forward (solver + working-set iterations to the exact
+  local optimum), no grad;
 - ``decdtw fwd+bwd``: the layer's forward and backward, gradients for the reference and
   query values and lambda.
 
@@ -33,6 +34,7 @@ from dataclasses import replace
 import torch
 
 from seqvpr.align import GDTWConfig, Signal, decdtw, gdtw
+from seqvpr.align._active_set import CONVERGED, local_optimum
 from seqvpr.align._value_grads import value_gradients_cpu, value_gradients_torch
 
 
@@ -60,7 +62,7 @@ def _time(function, sync) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync) -> dict[str, dict[str, float]]:
+def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync, iterations: list[str]) -> dict[str, dict[str, float]]:
     ref_times, ref_values, query_times, query_values = tensors
     reference, query = Signal(ref_times, ref_values), Signal(query_times, query_values)
     lam = torch.tensor(float(config.lam), dtype=torch.float64, device=ref_values.device)
@@ -99,6 +101,9 @@ def bench(name: str, tensors, config: GDTWConfig, rounds: int, sync) -> dict[str
             f"{m['decdtw fwd+bwd'] * 1e3:.1f} | {m['decdtw fwd+bwd'] / m['gdtw']:.2f} | "
             f"{m['decdtw fwd+bwd'] / m['decdtw fwd']:.2f} |"
         )
+    optimum = local_optimum(reference, gdtw(reference, query, config), None)
+    iterations.append(f"{name}: working-set iterations per item {optimum.iterations.tolist()}, "
+                      f"fell back to the DP answer: {int((optimum.status != CONVERGED).sum())} of {reference.batch_size}")
     return medians
 
 
@@ -178,10 +183,13 @@ def main() -> None:
     print("| config | clock | gdtw fwd (ms) | DecDTW fwd (ms) | DecDTW fwd+bwd (ms) | fwd+bwd / gdtw | fwd+bwd / DecDTW fwd |")
     print("|---|---|---|---|---|---|---|")
     vpr = _pair(8, 25, 10, 32768, 1.0, 0, args.device)
-    bench("VPR 10 into 25, B=8, D=32768, M=50", vpr, GDTWConfig(subsequence=True, lam=0.1, grid_size=50), args.rounds, sync)
+    iterations: list[str] = []
+    bench("VPR 10 into 25, B=8, D=32768, M=50", vpr, GDTWConfig(subsequence=True, lam=0.1, grid_size=50), args.rounds,
+          sync, iterations)
     audio = _pair(1, 282, 256, 128, 1024 / 22050, 1, args.device)
     bench("audio 256 into 282, B=1, D=128, M=512", audio, GDTWConfig(subsequence=True, lam=0.1, grid_size=512),
-          max(3, args.rounds // 3), sync)
+          max(3, args.rounds // 3), sync, iterations)
+    print("\n".join(iterations))
     if args.device == "cpu":
         bench_values(vpr, GDTWConfig(subsequence=True, lam=0.1, grid_size=50), args.rounds)
 
