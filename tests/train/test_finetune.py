@@ -79,7 +79,7 @@ def test_dilate_penalty_is_squared_gps_distance(pairs_world):
     reference, query = batch.signals(descriptors)
     expected = dilate_loss(reference, query, torch.from_numpy(omega), alpha=0.0, gamma=0.1, subsequence=True)
     loss = SequenceLoss(FinetuneConfig(loss="dilate"))(batch, descriptors)
-    assert float(loss) == pytest.approx(float(expected.mean()), rel=1e-9)
+    assert float(loss.detach()) == pytest.approx(float(expected.mean()), rel=1e-9)
 
 
 @pytest.mark.parametrize("loss", ["otam", "along-gt", "soft-dtw"])
@@ -168,6 +168,6 @@ def test_nan_loss_stops_naming_the_step_and_keeps_best(pairs_world, tmp_path, ca
     dump = json.loads((tmp_path / "run" / f"nonfinite-step{step}.json").read_text())
     assert dump["step"] == step and len(dump["batch_indices"]) == 8
     assert all(item.startswith(f"{pairs_world.train}:") for item in dump["items"])
-    best = tmp_path / "run" / "best.pt"
-    assert not best.exists() or torch.load(best, weights_only=True)["training"]["step"] < step
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["step"] < step
+    for name in ("best.pt", "last.pt"):  # nothing written at or after the bad step
+        path = tmp_path / "run" / name
+        assert not path.exists() or torch.load(path, weights_only=True)["training"]["step"] < step

@@ -40,6 +40,7 @@ def weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_metrics(pairs_world, tmp_path):
     steps = ["--max-steps", "9"]  # validations (and checkpoints) after steps 3, 6, 9
     subprocess.run([sys.executable, *command(pairs_world, tmp_path / "straight", tmp_path, *steps)],
@@ -65,8 +66,9 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_metrics(pairs_worl
     assert (killed / "command.txt").read_text().count("\n") == 2
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(pairs_world, tmp_path):
-    steps = ["--max-steps", "5"]
+    steps = ["--max-steps", "5", "--lr", "1e-3"]
     subprocess.run([sys.executable, *command(pairs_world, tmp_path / "single", tmp_path, *steps)],
                    check=True, env=environment(), capture_output=True)
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
