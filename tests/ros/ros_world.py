@@ -62,7 +62,8 @@ def build_world(root: Path) -> World:
            "prepare-robotcar (foreign)")
     model = _untrained_encoder(root / "prepared", root / "model" / "encoder.pt", seed=0)
     route = next((root / "prepared").glob("*/traverse.csv")).parent
-    _check(seqvpr(["map", "build", str(route), "--model", str(model), "--out", str(root / "map")]), "map build")
+    _check(seqvpr(["map", "build", str(route), "--model", str(model), "--out", str(root / "map"), "--no-progress"]),
+           "map build")
 
     route_traverse = read_traverse(route)
     foreign_traverse = read_traverse(next((root / "foreign").glob("*/traverse.csv")).parent)
@@ -98,7 +99,13 @@ def offline_estimates(world: World, indices: np.ndarray, out: Path) -> dict[floa
     source.mkdir(parents=True)
     (source / "images").symlink_to(world.query / "images")
     write_traverse(query.subset(keep), source)
-    _check(seqvpr(["localize", str(world.map_dir), str(source), "--model", str(world.model),
+    _check(seqvpr(["localize", str(world.map_dir), str(source), "--model", str(world.model), "--no-progress",
                    "--out", str(out / "offline")]), "localize")
     with open(out / "offline" / "estimates.csv", newline="", encoding="utf-8") as handle:
         return {round(float(row["stamp_s"]), 3): row for row in csv.DictReader(handle)}
+
+
+if __name__ == "__main__":
+    import sys
+
+    build_world(Path(sys.argv[1]))
