@@ -97,3 +97,23 @@ def test_shipped_step_configs_load_as_the_defaults():
 
     assert load_config(CONFIG_DIR / "extract.yaml", ExtractConfig) == ExtractConfig()
     assert load_config(CONFIG_DIR / "evaluate.yaml", EvaluationConfig) == EvaluationConfig()
+
+
+def test_shipped_data_step_configs_load_as_the_defaults():
+    from seqvpr.cli.pairs import PairsOptions
+    from seqvpr.cli.prepare_robotcar import PrepareOptions
+    from seqvpr.data.synth.drive import SynthConfig
+
+    assert load_config(CONFIG_DIR / "synth.yaml", SynthConfig) == SynthConfig()
+    assert load_config(CONFIG_DIR / "prepare.yaml", PrepareOptions) == PrepareOptions()
+    assert load_config(CONFIG_DIR / "pairs.yaml", PairsOptions) == PairsOptions()
+
+
+def test_every_shipped_config_key_has_a_comment():
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if line.strip() and not line.lstrip().startswith("#") and ":" in line and not line.lstrip().startswith("-"):
+                above = lines[index - 1].strip() if index else ""
+                assert above.startswith("#") or "#" in line or lines[index - 2].lstrip().startswith("#"), (
+                    f"{path.name}:{index + 1}: {line.strip()} has no comment")

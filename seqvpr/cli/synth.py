@@ -29,16 +29,19 @@ same options keeps the images already written, a rerun with other options stops 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="world and traverse seed (default 0)")
+    parser.add_argument("--config", default=None,
+                        help="world, camera and traverse options from a YAML file (see config/synth.yaml); "
+                        "the flags below, when given, win")
     parser.add_argument(
-        "--conditions", default="overcast,sunny,snow,night",
+        "--conditions", default=None,
         help="comma-separated conditions, one traverse each "
         "(overcast, sunny, snow, dusk, night; default overcast,sunny,snow,night)",
     )
-    parser.add_argument("--length-m", type=positive_float, default=1000.0,
+    parser.add_argument("--length-m", type=positive_float, default=None,
                         help="route length in metres (default 1000)")
-    parser.add_argument("--width", type=positive_int, default=240, help="image width in pixels, even (default 240)")
-    parser.add_argument("--height", type=positive_int, default=180, help="image height in pixels, even (default 180)")
-    parser.add_argument("--fps", type=positive_float, default=5.0, help="camera frame rate in Hz (default 5)")
+    parser.add_argument("--width", type=positive_int, default=None, help="image width in pixels, even (default 240)")
+    parser.add_argument("--height", type=positive_int, default=None, help="image height in pixels, even (default 180)")
+    parser.add_argument("--fps", type=positive_float, default=None, help="camera frame rate in Hz (default 5)")
     parser.add_argument("--workers", type=positive_int, default=2,
                         help="processes rendering traverses in parallel (default 2)")
     parser.add_argument("--overwrite", action="store_true",
@@ -48,16 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from seqvpr.config import options_config
     from seqvpr.data.synth.drive import SynthConfig, synthesize
-    from seqvpr.data.synth.render import Camera
-    from seqvpr.data.synth.world import WorldConfig
 
-    config = SynthConfig(
-        world=WorldConfig(route_length_m=args.length_m),
-        camera=Camera(width=args.width, height=args.height),
-        conditions=tuple(name.strip() for name in args.conditions.split(",") if name.strip()),
-        frame_rate_hz=args.fps,
-    )
+    conditions = None
+    if args.conditions is not None:
+        conditions = tuple(name.strip() for name in args.conditions.split(",") if name.strip())
+    config = options_config(SynthConfig, args.config, {
+        "world": {"route_length_m": args.length_m},
+        "camera": {"width": args.width, "height": args.height},
+        "conditions": conditions,
+        "frame_rate_hz": args.fps,
+    })
     started = time.perf_counter()
     truths = synthesize(config, args.out, seed=args.seed, workers=args.workers, progress=True,
                         overwrite=args.overwrite)
