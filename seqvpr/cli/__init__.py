@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.localize",
     "seqvpr.cli.bag",
     "seqvpr.cli.audio_data",
+    "seqvpr.cli.audio_train",
 )
 
 
