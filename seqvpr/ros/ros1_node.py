@@ -52,7 +52,8 @@ def main(args: list[str] | None = None) -> int:
     core = LocalizationCore(config, localizer, types, pose_publisher.publish, fix_publisher.publish)
     image_type = CompressedImage if config.image_transport == "compressed" else Image
     # rospy's own queue only buffers for the (quick) callback; ours decides what to drop and counts it.
-    rospy.Subscriber(config.subscribed_topic, image_type, core.receive, queue_size=10, buff_size=2**24, tcp_nodelay=True)
+    rospy.Subscriber(config.subscribed_topic, image_type, core.receive, queue_size=10, buff_size=2**24,
+                     tcp_nodelay=True)
     rospy.Timer(
         rospy.Duration.from_sec(config.diagnostics_period_s),
         lambda _event: diagnostics_publisher.publish(core.diagnostics(rospy.Time.now(), name)),
