@@ -1,4 +1,4 @@
-"""Encoder throughput and retrieval latency against in-run baselines (issue 4, design.md §3.1-3.2).
+"""Encoder throughput and retrieval latency against in-run baselines (docs/encoder.md, docs/benchmarks.md).
 
 Encoder rows: images/s of seqvpr's NetVLAD-VGG16 encoder (full at 240x180, batch 1 and 16;
 the small configuration) beside, in the same run on the same input, torchvision's
