@@ -10,6 +10,8 @@ one route), their frames' descriptors, times, positions and headings as memory-m
     MAP/times.npy         (N,) float64, capture times (s), increasing within a traverse
     MAP/positions.npy     (N, 2) float64, UTM (easting, northing) metres
     MAP/headings.npy      (N,) float64, ENU radians
+    MAP/successor_inner.npy  (N,) float64, inner product of each descriptor with the next
+                          one of its traverse (0 at a traverse's end)
     MAP/index.faiss       faiss index over descriptors.npy (exact IndexFlatIP up to
                           ``exact_max_frames``, IVF or IVF-PQ beyond)
 
@@ -43,7 +45,7 @@ LOGGER = logging.getLogger(__name__)
 MAP_FORMAT = "seqvpr.map"
 MAP_VERSION = 1
 MAP_YAML = "map.yaml"
-ARRAYS = {"descriptors": 2, "times": 1, "positions": 2, "headings": 1}
+ARRAYS = {"descriptors": 2, "times": 1, "positions": 2, "headings": 1, "successor_inner": 1}
 INDEX_FILE = "index.faiss"
 
 
@@ -86,6 +88,8 @@ class Map:
         times: (N,) float64 seconds.
         positions: (N, 2) float64 UTM (easting, northing) metres.
         headings: (N,) float64 ENU radians.
+        successor_inner: (N,) float64, <descriptor k, descriptor k + 1> within a
+            traverse (0 for a traverse's last frame), for the alignment.
         traverses: the traverses, in row order.
         zone: UTM zone of every position.
         fingerprint: fingerprint of the encoder that made the descriptors.
@@ -99,6 +103,7 @@ class Map:
         self.times = arrays["times"]
         self.positions = arrays["positions"]
         self.headings = arrays["headings"]
+        self.successor_inner = arrays["successor_inner"]
         self.traverses = tuple(MapTraverse(**item) for item in meta["traverses"])
         self.zone = UtmZone.parse(meta["utm_zone"])
         self.fingerprint = str(meta["encoder_fingerprint"])
@@ -247,8 +252,13 @@ def write_map(
     if not np.all(np.isfinite(descriptors)) or np.any(norms == 0):
         raise SeqvprError("map descriptors must be finite and non-zero")
     descriptors /= norms
+    first_rows = np.cumsum([0] + [len(part.times) for part in parts])
+    successor = np.zeros(len(descriptors))
+    successor[:-1] = np.einsum("nd,nd->n", descriptors[:-1], descriptors[1:], dtype=np.float64)
+    successor[first_rows[1:] - 1] = 0.0
     arrays = {
         "descriptors": descriptors,
+        "successor_inner": successor,
         "times": np.concatenate([np.asarray(part.times, dtype=np.float64) for part in parts]),
         "positions": np.concatenate([np.asarray(part.positions, dtype=np.float64) for part in parts]),
         "headings": np.concatenate([np.asarray(part.headings, dtype=np.float64) for part in parts]),
@@ -262,7 +272,6 @@ def write_map(
                                pq_subquantizers=config.pq_subquantizers, device="cpu")
     index = ReferenceIndex.build(descriptors, index_config)
     _write_index(index, out / INDEX_FILE)
-    first_rows = np.cumsum([0] + [len(part.times) for part in parts])
     meta = {
         "format": MAP_FORMAT,
         "version": MAP_VERSION,

@@ -15,7 +15,8 @@ No oracle: the windows come from the map itself.
   the same traverse with ``distinct_m`` of path between, so that the best window always has
   a runner-up to be compared with, even where every neighbour agrees.
 - **Alignment.** One subsequence GDTW over all windows at once (padded to a common
-  length, ``Signal.lengths``); the lowest cost wins.
+  length, ``Signal.lengths``), on low-dimensional vectors with exactly the descriptors'
+  inner products (:func:`exact_low_rank`); the lowest cost wins.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from seqvpr.align import GDTWConfig, Signal, gdtw
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map
 
-__all__ = ["Window", "Alignment", "global_windows", "tracking_window", "decoy_windows", "align_windows"]
+__all__ = ["Window", "Alignment", "global_windows", "tracking_window", "decoy_windows", "align_windows",
+           "exact_low_rank"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,21 @@ def decoy_windows(reference_map: Map, window: Window, distance_m: float) -> list
     return decoys
 
 
+def _rows_at_least(reference_map: Map, window: Window, span_s: float) -> slice:
+    """The window's rows, widened inside its traverse to at least ``span_s`` of reference time.
+
+    A window clipped at the end of a traverse can be shorter than the query; at the
+    expected slope the query would not fit, so it is extended into the traverse instead.
+    """
+    start, end = window.start_s, window.end_s
+    if end - start < span_s:
+        rows = reference_map.rows_of(window.traverse)
+        first, last = float(reference_map.times[rows.start]), float(reference_map.times[rows.stop - 1])
+        missing = span_s - (end - start)
+        start, end = max(first, start - missing), min(last, end + missing)
+    return reference_map.window_rows(window.traverse, start, end)
+
+
 def align_windows(
     reference_map: Map,
     windows: list[Window],
@@ -160,26 +177,24 @@ def align_windows(
         query_values: keyframe descriptors, shape (m, D), unit norm.
         config: GDTW settings.
     """
-    slices = [reference_map.window_rows(w.traverse, w.start_s, w.end_s) for w in windows]
-    lengths = np.array([s.stop - s.start for s in slices])
+    span = float(query_times[-1] - query_times[0])
+    slices = [_rows_at_least(reference_map, w, span) for w in windows]
+    query_coordinates, window_values = exact_low_rank(reference_map, slices, query_values)
+    lengths = np.array([len(values) for values in window_values])
     size = int(lengths.max())
-    dim = reference_map.dim
-    values = np.zeros((len(windows), size, dim), dtype=np.float32)
-    times = np.zeros((len(windows), size), dtype=np.float64)
-    origins = np.array([reference_map.times[s.start] for s in slices])
+    values = np.zeros((len(windows), size, query_coordinates.shape[1]))
+    times = np.zeros((len(windows), size))
+    origins = np.array([reference_map.times[rows.start] for rows in slices])
     for i, rows in enumerate(slices):
         count = lengths[i]
-        values[i, :count] = reference_map.descriptors[rows]
+        values[i, :count] = window_values[i]
         local = np.asarray(reference_map.times[rows]) - origins[i]
         times[i, :count] = local
         times[i, count:] = local[-1] + np.arange(1, size - count + 1)
-    device = torch.device(config.device)
-    reference = Signal(torch.from_numpy(times), torch.from_numpy(values).to(device),
-                       torch.from_numpy(lengths))
+    reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
     relative = query_times - query_times[0]
     query = Signal(torch.from_numpy(np.tile(relative, (len(windows), 1))),
-                   torch.from_numpy(np.ascontiguousarray(query_values, dtype=np.float32)).to(device)
-                   .expand(len(windows), -1, -1))
+                   torch.from_numpy(np.tile(query_coordinates, (len(windows), 1, 1))))
     result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size,
                                                refinements=config.refinements))
     warp = result.warp.cpu().numpy()
@@ -189,3 +204,54 @@ def align_windows(
         end_times=warp[:, -1] + origins,
         start_times=warp[:, 0] + origins,
     )
+
+
+def exact_low_rank(
+    reference_map: Map, slices: list[slice], query_values: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Vectors of dimension m + 2 with exactly the inner products GDTW reads from (m, D) ones.
+
+    GDTW's objective sees the descriptors only through <Q_i, R_k>, ||Q_i||^2, ||R_k||^2 and
+    <R_k, R_k+1> (consecutive frames of one window). With B an orthonormal basis of the
+    query's span, Q_i = B q_i and R_k = B p_k + r_k with r_k orthogonal to the query; then
+    <Q_i, R_k> = <q_i, p_k>, and the residuals enter only through ||r_k|| and
+    <r_k, r_k+1>, which a planar chain s_k = ||r_k|| (cos theta_k, sin theta_k) with
+    theta_k+1 - theta_k = angle(r_k, r_k+1) reproduces. So (p_k, s_k) and (q_i, 0, 0) give
+    the same costs and warps as the full descriptors, while reading each reference row
+    once (one (m, D) x (D, U) product over the U distinct rows of all windows) instead of
+    several passes over the padded (W, L, D) batch. The basis comes from the query's
+    (m, m) Gram matrix, so nothing of size D is factorised.
+
+    Args:
+        reference_map: the map (unit-norm descriptors, ``successor_inner``).
+        slices: the rows of each window.
+        query_values: the query, shape (m, D).
+
+    Returns:
+        The query's coordinates (m, r + 2) and each window's rows' coordinates (L_w, r + 2),
+        float64, r <= m the rank of the query.
+    """
+    query = np.asarray(query_values, dtype=np.float32)
+    rows = np.unique(np.concatenate([np.arange(s.start, s.stop) for s in slices]))
+    cross = (query @ np.asarray(reference_map.descriptors[rows]).T).astype(np.float64)  # (m, U)
+    # Basis of the query's span from its Gram matrix G = V diag(lam) V^T: q_i = (V sqrt(lam))_i,
+    # p_k = diag(lam)^-1/2 V^T <Q, R_k>; directions with lam ~ 0 carry no query component.
+    gram = query.astype(np.float64) @ query.T.astype(np.float64)
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    keep = eigenvalues > 1e-9 * max(float(eigenvalues[-1]), 1e-30)
+    eigenvalues, vectors = eigenvalues[keep], vectors[:, keep]
+    query_coordinates = np.hstack([vectors * np.sqrt(eigenvalues), np.zeros((len(query), 2))])
+    projected = ((vectors.T @ cross) / np.sqrt(eigenvalues)[:, None]).T  # (U, r)
+    residual_sq = np.clip(1.0 - np.einsum("ud,ud->u", projected, projected), 0.0, None)
+    window_values = []
+    for window in slices:
+        index = np.searchsorted(rows, np.arange(window.start, window.stop))
+        coordinates, norms = projected[index], np.sqrt(residual_sq[index])
+        inner = reference_map.successor_inner[window.start : window.stop - 1] - np.einsum(
+            "kd,kd->k", coordinates[:-1], coordinates[1:])
+        scale = norms[:-1] * norms[1:]
+        cosine = np.divide(inner, scale, out=np.ones_like(inner), where=scale > 1e-12)
+        angles = np.concatenate([[0.0], np.cumsum(np.arccos(np.clip(cosine, -1.0, 1.0)))])
+        chain = norms[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        window_values.append(np.hstack([coordinates, chain]))
+    return query_coordinates, window_values

@@ -327,7 +327,6 @@ class StreamingLocalizer:
         if len(self._keyframes) < config.min_query_length:
             self._status, self._fix = Status.INITIALIZING, None
             return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
-        self._search_new_keyframes()
         times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
         values = np.stack([keyframe.values for keyframe in self._keyframes])
         windows = []
@@ -339,6 +338,7 @@ class StreamingLocalizer:
         self._since_global += 1
         if not tracking or self._since_global >= config.global_every:
             self._since_global = 0
+            self._search_new_keyframes()
             rows = np.stack([keyframe.rows for keyframe in self._keyframes])
             windows.extend(global_windows(self.map, times, rows, config))
         if not windows:
