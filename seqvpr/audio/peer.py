@@ -28,10 +28,10 @@ def _features(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarr
     from synctoolbox.feature.pitch import audio_to_pitch_features
     from synctoolbox.feature.pitch_onset import audio_to_pitch_onset_features
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the filterbank prints a dot per pitch
+    with contextlib.redirect_stdout(io.StringIO()):  # the filterbanks print a dot per pitch
         pitch = audio_to_pitch_features(f_audio=audio, Fs=sample_rate, feature_rate=PEER_FEATURE_RATE)
+        onsets = audio_to_pitch_onset_features(f_audio=audio, Fs=sample_rate)
     chroma = quantize_chroma(f_chroma=pitch_to_chroma(f_pitch=pitch))
-    onsets = audio_to_pitch_onset_features(f_audio=audio, Fs=sample_rate)
     dlnco = pitch_onset_features_to_DLNCO(f_peaks=onsets, feature_rate=PEER_FEATURE_RATE,
                                           feature_sequence_length=chroma.shape[1])
     return chroma, dlnco
