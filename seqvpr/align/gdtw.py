@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqvpr.align._dp import solve_gdtw
+from seqvpr.align._dp import NodeInputs, Steps, solve_gdtw
 from seqvpr.align.signal import Signal
 from seqvpr.errors import SeqvprError
 
@@ -466,13 +466,12 @@ def gdtw(reference: Signal, query: Signal, config: GDTWConfig | None = None) -> 
         curvature = torch.where(dt > 0, problem.lam[:, None] / dt.clamp(min=1e-300), 0.0)
         shift = problem.expected_slope[:, None] * dt
         tol = 1e-9 * (1.0 + (reference.end - reference.start).double().abs())
+        costs = NodeInputs(*map(_numpy, (products.cross, products.ref_sq, products.ref_next, products.query_sq,
+                                         problem.weights, reference.times)))
+        steps = Steps(*map(_numpy, (curvature, shift, problem.step_min, problem.step_max, tol)))
         warp, history, lower, upper = solve_gdtw(
-            *map(_numpy, (products.cross, products.ref_sq, products.ref_next, products.query_sq)),
-            _numpy(problem.weights), _numpy(reference.times),
-            reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy(),
-            *map(_numpy, (problem.lower, problem.upper, curvature, shift, problem.step_min,
-                          problem.step_max, tol)),
-            size, config.refinements, config.refine_factor, config.kernel == "brute",
+            costs, reference.lengths.cpu().numpy(), problem.lengths.cpu().numpy(), _numpy(problem.lower),
+            _numpy(problem.upper), steps, size, config.refinements, config.refine_factor, config.kernel == "brute",
         )
     if not np.isfinite(history[:, -1]).all():
         item = int(np.flatnonzero(~np.isfinite(history[:, -1]))[0])
