@@ -37,6 +37,8 @@ SUBCOMMAND_MODULES = (
     "seqvpr.cli.bag",
     "seqvpr.cli.audio_data",
     "seqvpr.cli.audio_train",
+    "seqvpr.cli.audio_eval",
+    "seqvpr.cli.audio_align",
 )
 
 
