@@ -16,7 +16,7 @@ import torch
 
 from seqvpr.align import GDTWConfig, Signal, decdtw, gdtw
 from seqvpr.align._active_set import CONVERGED, local_optimum
-from tests.align.oracle import GDTWItem, exact_solve, face_solve, random_item, slsqp
+from oracle import GDTWItem, exact_solve, face_solve, random_item, slsqp
 
 F64 = torch.float64
 EPSILONS = (1e-4, 1e-5, 1e-6)

@@ -277,7 +277,7 @@ def test_tight_feasible_constraints_still_solve():
     assert bool(torch.isfinite(result.cost).all())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.requires_cuda
 def test_cuda_equals_cpu():
     rng = np.random.default_rng(3)
     reference, query = random_signal_pair(rng, batch=8, reference_length=25, query_length=10, dim=64)
