@@ -43,20 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seqvpr.config import config_to_dict, load_config
+    from seqvpr.errors import SeqvprError
     from seqvpr.io import claim_output_dir
-    from seqvpr.localization import LocalizerConfig
-    from seqvpr.localization.offline import localize_offline
+    from seqvpr.localization import LocalizerConfig, StreamingLocalizer
+    from seqvpr.localization.offline import check_source, localize_offline
     from seqvpr.localization.replay import summary_markdown
 
     config = load_config(args.config, LocalizerConfig) if args.config else LocalizerConfig()
+    if args.model is not None and not args.model.is_file():
+        raise SeqvprError(f"localize: no such checkpoint file {args.model}")
+    localizer = StreamingLocalizer.from_map(args.map, config, model=args.model)
+    check_source(args.source, localizer, descriptors=args.descriptors, truth_topic=args.truth_topic,
+                 truth_traverse=args.truth_traverse, write_bag=args.write_bag)
     options = {key: getattr(args, key) for key in ("map", "source", "model", "descriptors", "image_topic",
                                                    "truth_topic", "truth_traverse", "write_bag")}
     options["config"] = config_to_dict(config)
     claim_output_dir(args.out, options, overwrite=args.overwrite, command="seqvpr localize")
-    summary = localize_offline(args.map, args.source, args.out, config, model=args.model,
-                               descriptors=args.descriptors, image_topic=args.image_topic,
-                               truth_topic=args.truth_topic, truth_traverse=args.truth_traverse,
-                               write_bag=args.write_bag, progress=not args.no_progress)
+    summary = localize_offline(localizer, args.source, args.out, descriptors=args.descriptors,
+                               image_topic=args.image_topic, truth_topic=args.truth_topic,
+                               truth_traverse=args.truth_traverse, write_bag=args.write_bag,
+                               progress=not args.no_progress)
     print(summary_markdown(summary, f"{args.source.name} against {args.map.name}"))
     print(f"outputs in {args.out}/")
     return 0

@@ -15,11 +15,10 @@ import numpy as np
 
 from seqvpr.config import save_config
 from seqvpr.errors import SeqvprError
-from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.replay import Frame, replay, summarize, write_replay
 from seqvpr.localization.streaming import StreamingLocalizer
 
-__all__ = ["is_traverse", "localize_offline"]
+__all__ = ["is_traverse", "check_source", "localize_offline"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,12 +31,10 @@ def is_traverse(source: Path) -> bool:
 
 
 def localize_offline(
-    map_dir: str | Path,
+    localizer: StreamingLocalizer,
     source: str | Path,
     out: str | Path,
-    config: LocalizerConfig | None = None,
     *,
-    model: str | Path | None = None,
     descriptors: str | Path | None = None,
     image_topic: str = "/camera/image_raw",
     truth_topic: str | None = None,
@@ -48,14 +45,12 @@ def localize_offline(
     """Localize every frame of ``source`` against the map and write the results to ``out``.
 
     Args:
-        map_dir: the map folder.
+        localizer: a fresh localizer (:meth:`StreamingLocalizer.from_map`); with an
+            encoder unless ``descriptors`` are given.
         source: a prepared traverse folder, or a bag (ROS 1 ``.bag``, ROS 2 folder).
         out: output folder (must exist).
-        config: localizer settings.
-        model: encoder checkpoint (its fingerprint must be the map's); needed unless
-            ``descriptors`` are given.
         descriptors: for a traverse source, its descriptors file (``seqvpr extract``)
-            made by the map's encoder, instead of ``model``.
+            made by the map's encoder, instead of encoding the images.
         image_topic: for a bag, the camera topic.
         truth_topic: for a bag, a NavSatFix/Odometry/PoseStamped topic with the truth.
         truth_traverse: for a bag, a traverse folder whose poses are the truth instead.
@@ -69,18 +64,11 @@ def localize_offline(
     from seqvpr.localization.bags import bag_frames, write_estimates_bag
     from seqvpr.localization.replay import traverse_frames
 
-    config = config or LocalizerConfig()
     source, out = Path(source), Path(out)
-    if model is None and descriptors is None:
-        raise SeqvprError("localize: give --model (the map's encoder) or --descriptors")
-    if model is not None and not Path(model).is_file():
-        raise SeqvprError(f"localize: no such checkpoint file {model}")
-    localizer = StreamingLocalizer.from_map(map_dir, config, model=model)
+    check_source(source, localizer, descriptors=descriptors, truth_topic=truth_topic,
+                 truth_traverse=truth_traverse, write_bag=write_bag)
+    map_dir = localizer.map.root
     traverse_source = is_traverse(source)
-    if not traverse_source and descriptors is not None:
-        raise SeqvprError("localize: --descriptors applies to a traverse source, not to a bag")
-    if traverse_source and (write_bag is not None or truth_topic is not None or truth_traverse is not None):
-        raise SeqvprError("localize: --write-bag, --truth-topic and --truth-traverse apply to bag sources")
     if traverse_source:
         traverse = read_traverse(source)
         values = None if descriptors is None else _traverse_descriptors(Path(descriptors), traverse, localizer)
@@ -97,10 +85,33 @@ def localize_offline(
     summary = summarize(result)
     summary["source"], summary["map"] = str(source), str(map_dir)
     write_replay(out, result, summary, title=title)
-    save_config(config, out / "localization.yaml")
+    save_config(localizer.config, out / "localization.yaml")
     if write_bag is not None:
         write_estimates_bag(source, write_bag, result.estimates)
     return summary
+
+
+def check_source(
+    source: Path,
+    localizer: StreamingLocalizer,
+    *,
+    descriptors: str | Path | None = None,
+    truth_topic: str | None = None,
+    truth_traverse: str | Path | None = None,
+    write_bag: str | Path | None = None,
+) -> None:
+    """Raise :class:`SeqvprError` for option combinations :func:`localize_offline` cannot run."""
+    if not source.exists():
+        raise SeqvprError(f"localize: source {source} does not exist")
+    if localizer.encoder is None and descriptors is None:
+        raise SeqvprError("localize: give --model (the map's encoder) or --descriptors")
+    if is_traverse(source):
+        if write_bag is not None or truth_topic is not None or truth_traverse is not None:
+            raise SeqvprError("localize: --write-bag, --truth-topic and --truth-traverse apply to bag sources")
+    elif descriptors is not None:
+        raise SeqvprError("localize: --descriptors applies to a traverse source, not to a bag")
+    if write_bag is not None and Path(write_bag).exists():
+        raise SeqvprError(f"localize: --write-bag {write_bag} exists; remove it or choose another path")
 
 
 def _traverse_descriptors(path: Path, traverse: Any, localizer: StreamingLocalizer) -> np.ndarray:
