@@ -17,15 +17,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["Face", "GDTWItem", "exact_solve", "face_solve", "random_item", "slsqp"]
+__all__ = ["Face", "GDTWItem", "exact_solve", "face_solve", "finite_difference", "random_item", "slsqp"]
 
 
 @dataclass(frozen=True)
 class GDTWItem:
     """One GDTW problem: reference (tau, R), query knots t with values Q, lambda, constraints.
 
-    ``expected`` is e; ``step_min`` / ``step_max`` bound phi_{i+1} - phi_i (per interval);
-    ``lower`` / ``upper`` bound each phi_i; full alignment pins the ends.
+    ``expected`` is e; ``step_min`` / ``step_max`` (slope_min e dt_i, slope_max e dt_i) bound
+    phi_{i+1} - phi_i; ``lower`` / ``upper`` bound each phi_i (the reference's span and the
+    band |phi_i - c(t_i)| <= band T_ref around the diagonal c); full alignment pins the ends.
     """
 
     ref_times: np.ndarray
@@ -34,6 +35,9 @@ class GDTWItem:
     query_values: np.ndarray
     lam: float
     subsequence: bool
+    slope_min: float = 0.0
+    slope_max: float = np.inf
+    band: float | None = None
 
     @property
     def dt(self) -> np.ndarray:
@@ -52,21 +56,33 @@ class GDTWItem:
 
     @property
     def step_min(self) -> np.ndarray:
-        return np.zeros(len(self.knots) - 1)  # monotone warps
+        return self.slope_min * self.expected * self.dt
+
+    @property
+    def step_max(self) -> np.ndarray:
+        return self.slope_max * self.expected * self.dt
+
+    def _band(self) -> tuple[np.ndarray, np.ndarray]:
+        tau = self.ref_times
+        lower = np.full(len(self.knots), tau[0])
+        upper = np.full(len(self.knots), tau[-1])
+        if self.band is not None:
+            span = tau[-1] - tau[0]
+            centre = tau[0] + (self.knots - self.knots[0]) * span / (self.knots[-1] - self.knots[0])
+            lower = np.maximum(lower, centre - self.band * span)
+            upper = np.minimum(upper, centre + self.band * span)
+        if not self.subsequence:
+            lower[0] = upper[0] = tau[0]
+            lower[-1] = upper[-1] = tau[-1]
+        return lower, upper
 
     @property
     def lower(self) -> np.ndarray:
-        lower = np.full(len(self.knots), self.ref_times[0])
-        if not self.subsequence:
-            lower[-1] = self.ref_times[-1]
-        return lower
+        return self._band()[0]
 
     @property
     def upper(self) -> np.ndarray:
-        upper = np.full(len(self.knots), self.ref_times[-1])
-        if not self.subsequence:
-            upper[0] = self.ref_times[0]
-        return upper
+        return self._band()[1]
 
     def objective(self, warp: np.ndarray) -> float:
         values = np.stack([np.interp(warp, self.ref_times, v) for v in self.ref_values.T], -1)
@@ -99,11 +115,13 @@ def slsqp(item: GDTWItem, start: np.ndarray) -> np.ndarray:
     """scipy SLSQP on the objective from ``start`` (bounds and monotone steps)."""
     size = len(start)
     jac = np.eye(size)[1:] - np.eye(size)[:-1]
-    step_min = item.step_min
+    step_min, step_max = item.step_min, item.step_max
+    constraints = [{"type": "ineq", "fun": lambda p: np.diff(p) - step_min, "jac": lambda p: jac}]
+    if np.isfinite(step_max).all():
+        constraints.append({"type": "ineq", "fun": lambda p: step_max - np.diff(p), "jac": lambda p: -jac})
     result = minimize(
         item.objective, np.clip(start, item.lower, item.upper), jac=item.gradient, method="SLSQP",
-        bounds=list(zip(item.lower, item.upper)),
-        constraints=[{"type": "ineq", "fun": lambda p: np.diff(p) - step_min, "jac": lambda p: jac}],
+        bounds=list(zip(item.lower, item.upper)), constraints=constraints,
         options={"ftol": 1e-16, "maxiter": 1000},
     )
     return result.x
@@ -112,12 +130,13 @@ def slsqp(item: GDTWItem, start: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Face:
     """Knots held at a reference sample (``vertex``: index or -1), at the lower / upper bound,
-    intervals held at step_min, and each knot's segment."""
+    intervals held at step_min / step_max, and each knot's segment."""
 
     vertex: np.ndarray
     at_lower: np.ndarray
     at_upper: np.ndarray
     at_step_min: np.ndarray
+    at_step_max: np.ndarray
     segment: np.ndarray
 
 
@@ -129,7 +148,8 @@ def _face_of(item: GDTWItem, warp: np.ndarray, snap: float, tol: float) -> Face:
     at_upper = (item.upper - warp <= tol) & ~at_lower
     vertex = np.where(at_lower | at_upper, -1, vertex)
     at_step_min = np.diff(warp) - item.step_min <= tol
-    return Face(vertex, at_lower, at_upper, at_step_min, item.segments(warp))
+    at_step_max = (item.step_max - np.diff(warp) <= tol) & ~at_step_min
+    return Face(vertex, at_lower, at_upper, at_step_min, at_step_max, item.segments(warp))
 
 
 def face_solve(item: GDTWItem, face: Face, start: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
@@ -158,6 +178,8 @@ def face_solve(item: GDTWItem, face: Face, start: np.ndarray, margin: float = 0.
             rows.append(eye[i]), targets.append(item.upper[i]), kinds.append(("upper", i))
     for i in np.flatnonzero(face.at_step_min):
         rows.append(eye[i + 1] - eye[i]), targets.append(item.step_min[i]), kinds.append(("step_min", i))
+    for i in np.flatnonzero(face.at_step_max):
+        rows.append(eye[i + 1] - eye[i]), targets.append(item.step_max[i]), kinds.append(("step_max", i))
     a = np.array(rows).reshape(len(rows), size)
     b = np.array(targets)
     kkt = np.block([[hessian, a.T], [a, np.zeros((len(rows), len(rows)))]])
@@ -174,7 +196,7 @@ def face_solve(item: GDTWItem, face: Face, start: np.ndarray, margin: float = 0.
     feasible_tol = 1e-10 * (1 + span)
     if (warp < item.lower - feasible_tol).any() or (warp > item.upper + feasible_tol).any():
         return None
-    if (np.diff(warp) < item.step_min - feasible_tol).any():
+    if (np.diff(warp) < item.step_min - feasible_tol).any() or (np.diff(warp) > item.step_max + feasible_tol).any():
         return None
     free = ~held_vertex & ~face.at_lower & ~face.at_upper
     inside = (warp >= tau[segment] - feasible_tol) & (warp <= tau[segment + 1] + feasible_tol)
@@ -193,7 +215,7 @@ def face_solve(item: GDTWItem, face: Face, start: np.ndarray, margin: float = 0.
         elif kind == "lower" or kind == "step_min":
             if mu > margin:  # a.phi >= b written as -a.phi <= -b: multiplier -mu >= 0
                 return None
-        elif kind == "upper":
+        elif kind == "upper" or kind == "step_max":
             if mu < -margin:
                 return None
     return warp
@@ -217,8 +239,33 @@ def exact_solve(item: GDTWItem, start: np.ndarray) -> tuple[np.ndarray, Face] | 
         face = _face_of(item, polished, snap * (1 + span), 1e-9 * (1 + span))
         warp = face_solve(item, face, polished)
         if warp is not None and item.objective(warp) <= item.objective(polished) * (1 + 1e-12) + 1e-15:
-            return warp, replace(face, segment=face.segment)
+            return warp, face
     return None
+
+
+def finite_difference(item: GDTWItem, face: Face, exact: np.ndarray, name: str, direction, weights: np.ndarray,
+                      epsilons: tuple[float, float, float] = (1e-4, 1e-5, 1e-6)) -> float | None:
+    """Central difference of v . phi* along ``direction`` in the field ``name`` of ``item``, at
+    the middle eps; each perturbed problem is re-solved exactly on ``face`` and re-checked.
+
+    None when it is unstable: a perturbed solve at the two smaller eps leaves the face (its
+    KKT check fails), or the differences at the eps where the face holds (the largest may not)
+    disagree by more than 1e-4 relative.
+    """
+    values = {}
+    for eps in epsilons:
+        moved = []
+        for sign in (1.0, -1.0):
+            perturbed = replace(item, **{name: getattr(item, name) + sign * eps * direction})
+            moved.append(face_solve(perturbed, face, exact))
+        if all(solution is not None for solution in moved):
+            values[eps] = weights @ (moved[0] - moved[1]) / (2 * eps)
+    if epsilons[1] not in values or epsilons[2] not in values:
+        return None
+    spread = max(values.values()) - min(values.values())
+    if spread > 1e-4 * abs(values[epsilons[1]]) + 1e-12 * np.abs(weights).sum():
+        return None
+    return values[epsilons[1]]
 
 
 def random_item(

@@ -3,6 +3,8 @@ for float64, a query longer than the reference in subsequence mode, mixed dtypes
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -60,8 +62,6 @@ def test_query_longer_than_reference_in_subsequence_mode_warns_with_durations():
     with pytest.warns(UserWarning, match=r"query spans 11 s .* reference lasts only 4 s"):
         gdtw(reference, query, GDTWConfig(subsequence=True))
     # Full alignment is meant to stretch: no warning.
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gdtw(reference, query, GDTWConfig(subsequence=False))

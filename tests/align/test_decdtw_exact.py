@@ -16,10 +16,9 @@ import torch
 
 from seqvpr.align import GDTWConfig, Signal, decdtw, gdtw
 from seqvpr.align._active_set import CONVERGED, local_optimum
-from oracle import GDTWItem, exact_solve, face_solve, random_item, slsqp
+from oracle import GDTWItem, exact_solve, finite_difference, random_item, slsqp
 
 F64 = torch.float64
-EPSILONS = (1e-4, 1e-5, 1e-6)
 
 
 def _signals(item: GDTWItem, ref_values=None, query_values=None) -> tuple[Signal, Signal]:
@@ -40,27 +39,6 @@ def _layer(item: GDTWItem, grid_size: int | None, weights: np.ndarray):
     return warp.detach().numpy(), [g.numpy() for g in grads]
 
 
-def _finite_difference(item: GDTWItem, face, exact: np.ndarray, name: str, direction, weights: np.ndarray,
-                       epsilons=EPSILONS):
-    """Central difference of v . phi* (at the middle eps), or None when it is unstable: a
-    perturbed solve at the two smaller eps leaves the face (its KKT check fails), or the
-    differences at the eps where the face holds (the largest may not) disagree."""
-    values = {}
-    for eps in epsilons:
-        moved = []
-        for sign in (1.0, -1.0):
-            perturbed = replace(item, **{name: getattr(item, name) + sign * eps * direction})
-            moved.append(face_solve(perturbed, face, exact))
-        if all(solution is not None for solution in moved):
-            values[eps] = weights @ (moved[0] - moved[1]) / (2 * eps)
-    if epsilons[1] not in values or epsilons[2] not in values:
-        return None
-    spread = max(values.values()) - min(values.values())
-    if spread > 1e-4 * abs(values[epsilons[1]]) + 1e-12 * np.abs(weights).sum():
-        return None
-    return values[epsilons[1]]
-
-
 def _compare(label: str, items: list[GDTWItem], grid_size: int | None, seed: int) -> None:
     rng = np.random.default_rng(seed)
     errors, skipped = [], 0
@@ -79,7 +57,7 @@ def _compare(label: str, items: list[GDTWItem], grid_size: int | None, seed: int
         for name, grad in zip(("ref_values", "query_values", "lam"), grads):
             for _ in range(3):
                 direction = rng.normal(size=grad.shape) if name != "lam" else rng.choice([-1.0, 1.0])
-                numeric = _finite_difference(item, face, exact, name, direction, weights)
+                numeric = finite_difference(item, face, exact, name, direction, weights)
                 if numeric is None:
                     skipped += 1
                     continue
@@ -167,7 +145,7 @@ def test_a_knot_1e_5_from_a_reference_sample_moves_with_the_inputs():
     for name, grad in zip(("ref_values", "query_values", "lam"), grads):
         direction = rng.normal(size=grad.shape) if name != "lam" else 1.0
         # Steps small enough that knot 3 stays on its side of tau_8.
-        numeric = _finite_difference(item, face, exact, name, direction, weights, (1e-6, 1e-7, 1e-8))
+        numeric = finite_difference(item, face, exact, name, direction, weights, (1e-6, 1e-7, 1e-8))
         assert numeric is not None and abs(numeric) > 1e-3  # the knot does move
         assert float((grad * direction).sum()) == pytest.approx(numeric, rel=1e-5), name
 
