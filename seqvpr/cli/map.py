@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 NAME = "map"
-HELP = "build a localization map from reference traverses (descriptors, poses, faiss index)"
+HELP = "build a localization map from reference traverses; calibrate its confidence and covariance"
 DESCRIPTION = """\
 seqvpr map build TRAVERSE... --model CKPT --out MAP
 
@@ -38,9 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
     build.add_argument("--overwrite", action="store_true", help="rebuild MAP if it holds another build")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
+    calibrate = actions.add_parser(
+        "calibrate", help="calibrate confidence and covariance on validation traverses",
+        description="seqvpr map calibrate MAP TRAVERSE... --model CKPT\n\n"
+                    "Localize validation traverses (not in the map) against MAP, fit the margin -> confidence "
+                    "mapping (isotonic) and the covariance (so that the 95 % ellipse holds 95 % of published "
+                    "fixes), and write MAP/calibration.yaml, calibration_report.json and reliability.png.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    calibrate.add_argument("map", type=Path, help="map folder")
+    calibrate.add_argument("traverses", type=Path, nargs="+", help="validation traverse folders")
+    calibrate.add_argument("--model", type=Path, required=True, help="the map's encoder checkpoint")
+    calibrate.add_argument("--config", type=Path, help="localizer settings (config/localization.yaml)")
+    calibrate.add_argument("--correct-m", type=float, default=10.0,
+                           help="a fix within this distance counts as correct (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "calibrate":
+        return _calibrate(args)
     from seqvpr.errors import SeqvprError
     from seqvpr.io import claim_output_dir
     from seqvpr.localization import MapConfig, build_map
@@ -58,4 +73,21 @@ def run(args: argparse.Namespace) -> int:
     built = build_map(args.traverses, args.model, args.out, config, progress=not args.no_progress)
     print(f"map {args.out}: {len(built.traverses)} traverse(s), {len(built)} frames, {built.dim}-d, "
           f"{built.index_kind} index, encoder {built.fingerprint}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from seqvpr.config import load_config
+    from seqvpr.errors import SeqvprError
+    from seqvpr.localization import LocalizerConfig
+    from seqvpr.localization.validation import calibrate_map
+
+    config = load_config(args.config, LocalizerConfig) if args.config else LocalizerConfig()
+    if not args.model.is_file():
+        raise SeqvprError(f"map calibrate: no such checkpoint file {args.model}")
+    calibration, report = calibrate_map(args.map, args.traverses, args.model, config, correct_m=args.correct_m)
+    coverage = report["coverage_95"]
+    print(f"calibrated {args.map} on {report['attempts']} keyframe alignments: {report['published']} published at "
+          f"confidence >= {config.confidence_threshold}, 95 % ellipse coverage "
+          f"{'n/a' if coverage is None else f'{100 * coverage:.1f} %'}; wrote {args.map / 'calibration.yaml'}")
     return 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from seqvpr.io import atomic_path
 
-__all__ = ["plot_trajectory", "plot_error_over_time"]
+__all__ = ["plot_trajectory", "plot_error_over_time", "plot_reliability"]
 
 STATUS_COLOURS = {"INITIALIZING": "#bbbbbb", "LOST": "#f4a6a6"}
 
@@ -79,6 +79,32 @@ def plot_error_over_time(path: Path, result: Any, title: str = "") -> None:
     axis.set_title(title or "error over time")
     axis.grid(alpha=0.3)
     axis.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_reliability(path: Path, report: dict, title: str = "") -> None:
+    """Reliability diagram: observed share of correct fixes against predicted confidence, per bin."""
+    plt = _pyplot()
+    bins = report["bins"]
+    figure, axis = plt.subplots(figsize=(5, 4.5), dpi=110)
+    axis.plot([0, 1], [0, 1], color="0.6", lw=1, label="perfect calibration")
+    predicted = [b["predicted"] for b in bins]
+    observed = [b["observed"] for b in bins]
+    axis.plot(predicted, observed, "o-", color="tab:blue", label="observed")
+    for b in bins:
+        axis.annotate(str(b["count"]), (b["predicted"], b["observed"]), textcoords="offset points", xytext=(4, -10),
+                      fontsize=7)
+    coverage = report.get("coverage_95")
+    text = "" if coverage is None else f"; 95 % ellipse holds {100 * coverage:.1f} % of published fixes"
+    axis.set_title(f"{title or 'reliability'}{text}", fontsize=8)
+    axis.set_xlabel("predicted confidence (bin mean)")
+    axis.set_ylabel("share of fixes within correct_m")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)

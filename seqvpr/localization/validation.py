@@ -1,0 +1,214 @@
+"""Keyframe attempts on traverses with known poses: calibration data and the oracle comparison.
+
+:func:`keyframe_attempts` replays traverses (descriptors given) through a localizer and
+records, per keyframe, the margin, the best window's position (published or not), the
+truth and the status. :func:`calibrate` fits a :class:`Calibration` on such attempts and
+reports its reliability; :func:`reliability` scores a calibration on held-out attempts.
+:func:`oracle_errors` aligns the same keyframe windows to the *true* reference stretch
+(the offline paper protocol's oracle window), the yardstick the streaming fixes are
+compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seqvpr.localization.calibration import CHI2_95, Calibration, fit_calibration
+from seqvpr.localization.config import LocalizerConfig
+from seqvpr.localization.map import Map
+from seqvpr.localization.streaming import Status, StreamingLocalizer
+
+__all__ = ["Attempts", "keyframe_attempts", "calibrate", "calibrate_map", "reliability", "oracle_errors"]
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """Per keyframe with an alignment (K of them).
+
+    Attributes:
+        traverse: query traverse name per attempt (K,).
+        stamps: keyframe stamps (K,).
+        margins: 1 - c1/c2 (K,).
+        positions: best window's position (K, 2); published or not.
+        headings: reference heading there (K,).
+        truths: true positions (K, 2).
+        published: whether the fix was published (K,).
+        covariances: published covariance, NaN when not published (K, 2, 2).
+        confidences: confidence (K,).
+        query_times: the keyframe times of each attempt's query (K lists).
+    """
+
+    traverse: np.ndarray
+    stamps: np.ndarray
+    margins: np.ndarray
+    positions: np.ndarray
+    headings: np.ndarray
+    truths: np.ndarray
+    published: np.ndarray
+    covariances: np.ndarray
+    confidences: np.ndarray
+    query_times: list
+
+    @property
+    def errors_m(self) -> np.ndarray:
+        return np.hypot(*(self.positions - self.truths).T)
+
+    def along_cross(self) -> tuple[np.ndarray, np.ndarray]:
+        """Truth minus estimate along and across the estimate's heading, metres."""
+        delta = self.truths - self.positions
+        cosine, sine = np.cos(self.headings), np.sin(self.headings)
+        return delta[:, 0] * cosine + delta[:, 1] * sine, -delta[:, 0] * sine + delta[:, 1] * cosine
+
+
+def keyframe_attempts(
+    reference_map: Map,
+    traverses: Sequence[Any],
+    descriptors: Sequence[np.ndarray],
+    config: LocalizerConfig | None = None,
+    calibration: Calibration | None = None,
+) -> Attempts:
+    """Replay traverses (with their descriptors) and record every keyframe alignment."""
+    rows: list[tuple] = []
+    for traverse, values in zip(traverses, descriptors):
+        localizer = StreamingLocalizer(reference_map, config, calibration=calibration)
+        for stamp, value, truth in zip(traverse.times_s, values, traverse.positions):
+            estimate = localizer.update(float(stamp), descriptor=value)
+            if not estimate.is_keyframe or not estimate.traverse:
+                continue
+            number = [t.name for t in reference_map.traverses].index(estimate.traverse)
+            position, heading = reference_map.pose_at(number, estimate.reference_time_s)
+            times = [keyframe.stamp_s for keyframe in localizer._keyframes]
+            rows.append((traverse.name, stamp, localizer.last_margin, position, heading, truth,
+                         estimate.status is Status.TRACKING, estimate.covariance, estimate.confidence, times))
+    columns = list(zip(*rows)) if rows else [[]] * 10
+    return Attempts(np.array(columns[0], dtype=object), np.array(columns[1], dtype=float),
+                    np.array(columns[2], dtype=float), np.array(columns[3], dtype=float).reshape(-1, 2),
+                    np.array(columns[4], dtype=float), np.array(columns[5], dtype=float).reshape(-1, 2),
+                    np.array(columns[6], dtype=bool), np.array(columns[7], dtype=float).reshape(-1, 2, 2),
+                    np.array(columns[8], dtype=float), list(columns[9]))
+
+
+def calibrate(attempts: Attempts, threshold: float, correct_m: float = 10.0) -> Calibration:
+    """Fit confidence and covariance to validation attempts."""
+    along, cross = attempts.along_cross()
+    return fit_calibration(attempts.margins, along, cross, threshold=threshold, correct_m=correct_m)
+
+
+def reliability(attempts: Attempts, calibration: Calibration, threshold: float, bins: int = 5) -> dict[str, Any]:
+    """How well ``calibration`` describes ``attempts``.
+
+    Returns a dict: per confidence bin the mean predicted confidence, the observed share of
+    correct fixes and the count; the share of published fixes (confidence >= threshold)
+    whose true position lies inside the 95 % ellipse; the wrong-fix rate among them.
+    """
+    confidence = np.array([calibration.confidence(m) for m in attempts.margins])
+    correct = attempts.errors_m <= calibration.correct_m
+    edges = np.linspace(0, 1, bins + 1)
+    table = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence >= low) & ((confidence < high) | (high == 1.0))
+        if inside.any():
+            table.append({"low": float(low), "high": float(high), "count": int(inside.sum()),
+                          "predicted": float(confidence[inside].mean()), "observed": float(correct[inside].mean())})
+    published = confidence >= threshold
+    inside_ellipse = []
+    for i in np.flatnonzero(published):
+        covariance = calibration.covariance(confidence[i], attempts.headings[i])
+        delta = attempts.truths[i] - attempts.positions[i]
+        inside_ellipse.append(float(delta @ np.linalg.solve(covariance, delta)) <= CHI2_95)
+    return {
+        "attempts": int(len(confidence)),
+        "published": int(published.sum()),
+        "bins": table,
+        "coverage_95": float(np.mean(inside_ellipse)) if inside_ellipse else None,
+        "wrong_fix_rate": float((~correct[published]).mean()) if published.any() else None,
+    }
+
+
+def oracle_errors(reference_map: Map, traverse: Any, values: np.ndarray, query_times: Sequence[np.ndarray],
+                  config: LocalizerConfig | None = None, slack_s: float = 3.0) -> np.ndarray:
+    """Error of the newest keyframe when each query is aligned to its true reference stretch.
+
+    For each query (keyframe times within ``traverse``), the true reference times of its
+    first and last keyframe are found by projecting their true positions onto the first
+    map traverse's track; the window is that stretch plus ``slack_s`` each side. One GDTW
+    per query (batched), like Base (G) with an oracle window.
+    """
+    from seqvpr.data.pairs import project_onto_polyline
+    from seqvpr.localization.proposal import Window, align_windows
+
+    config = config or LocalizerConfig()
+    rows = reference_map.rows_of(0)
+    track, track_times = np.asarray(reference_map.positions[rows]), np.asarray(reference_map.times[rows])
+    errors = []
+    for times in query_times:
+        times = np.asarray(times)
+        index = np.searchsorted(traverse.times_s, times)
+        truth = traverse.positions[index]
+        true_times, _, _ = project_onto_polyline(truth[[0, -1]], track, track_times)
+        window = Window(0, float(true_times[0] - slack_s), float(true_times[1] + slack_s))
+        query = values[index] / np.linalg.norm(values[index], axis=1, keepdims=True)
+        alignment = align_windows(reference_map, [window], times, query, config)
+        position, _ = reference_map.pose_at(0, alignment.end_times[0])
+        errors.append(float(np.hypot(*(position - truth[-1]))))
+    return np.array(errors)
+
+
+def calibrate_map(
+    map_dir: Any,
+    traverse_dirs: Sequence[Any],
+    model: Any,
+    config: LocalizerConfig | None = None,
+    *,
+    correct_m: float = 10.0,
+) -> tuple[Calibration, dict[str, Any]]:
+    """Calibrate a map on validation traverses; writes ``calibration.yaml``,
+    ``calibration_report.json`` and ``reliability.png`` into the map folder.
+
+    Args:
+        map_dir: the map folder.
+        traverse_dirs: validation traverse folders (not the map's own traverses).
+        model: the map's encoder checkpoint.
+        config: localizer settings (the threshold the fixes are published at).
+        correct_m: a fix within this distance counts as correct.
+
+    Returns:
+        The calibration and the reliability report on the validation attempts.
+    """
+    import json
+    from pathlib import Path
+
+    from seqvpr.data.traverse import read_traverse
+    from seqvpr.errors import SeqvprError
+    from seqvpr.extraction import encode_images
+    from seqvpr.io import atomic_path
+    from seqvpr.localization.calibration import save_calibration
+    from seqvpr.localization.plots import plot_reliability
+
+    config = config or LocalizerConfig()
+    localizer = StreamingLocalizer.from_map(map_dir, config, model=model)
+    traverses = [read_traverse(directory) for directory in traverse_dirs]
+    names = {t.name for t in localizer.map.traverses}
+    for traverse in traverses:
+        if traverse.name in names:
+            raise SeqvprError(f"calibrate: {traverse.name} is in the map; calibrate on other traverses")
+    descriptors = []
+    for traverse in traverses:
+        values, kept, bad = encode_images(localizer.encoder, [traverse.image_path(i) for i in range(len(traverse))],
+                                          device=config.device)
+        if bad:
+            raise SeqvprError(f"calibrate: unreadable image(s) in {traverse.name}, e.g. {bad[0]}")
+        descriptors.append(values)
+    attempts = keyframe_attempts(localizer.map, traverses, descriptors, config, Calibration())
+    calibration = calibrate(attempts, config.confidence_threshold, correct_m)
+    report = reliability(attempts, calibration, config.confidence_threshold)
+    report["traverses"] = [t.name for t in traverses]
+    save_calibration(calibration, map_dir)
+    with atomic_path(Path(map_dir) / "calibration_report.json") as temporary:
+        temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot_reliability(Path(map_dir) / "reliability.png", report, "validation")
+    return calibration, report

@@ -1,0 +1,157 @@
+"""Evidence for the streaming localizer on the synthetic world (no oracle windows).
+
+Builds (or reuses) a synthetic world, the demo's untrained encoder and a map of the
+reference (survey) traverse; calibrates confidence and covariance on the validation query
+traverse; then, on every test query traverse:
+
+- accuracy of the published keyframe fixes at 2/3/5/10 m and the wrong-fix rate (> 10 m),
+  beside oracle-window Base (G) on the same keyframes (the query aligned to its true
+  reference stretch, as the offline paper protocol does);
+- how often the 95 % covariance ellipse holds the truth;
+- a kidnap: two stretches of one query spliced together (stamps continuing);
+- a route not in the map: the query's last 40 % against a map of the reference's first 40 %.
+
+Usage (results go to OUT/evidence.json and OUT/evidence.md)::
+
+    .venv/bin/python tools/localization_evidence.py --out /tmp/evidence [--length-m 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from seqvpr.cli import main as seqvpr
+from seqvpr.data.traverse import find_traverses
+from seqvpr.extraction import encode_images
+from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
+from seqvpr.localization.calibration import save_calibration
+from seqvpr.localization.plots import plot_reliability
+from seqvpr.localization.validation import calibrate, keyframe_attempts, oracle_errors, reliability
+from seqvpr.vpr import load_encoder
+
+CONDITIONS = "overcast,sunny,snow,dusk,night"
+THRESHOLDS = (2.0, 3.0, 5.0, 10.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--length-m", type=float, default=1000.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-condition", default="dusk")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    raw, prepared = args.out / "raw", args.out / "prepared"
+    if not prepared.is_dir():
+        assert seqvpr(["synth", "--out", str(raw), "--seed", str(args.seed), "--length-m", str(args.length_m),
+                       "--width", "120", "--height", "90", "--conditions", CONDITIONS]) == 0
+        assert seqvpr(["prepare-robotcar", str(raw), "--out", str(prepared)]) == 0
+    from seqvpr.cli.demo import _untrained_encoder
+
+    model = _untrained_encoder(prepared, args.out / "encoder.pt", args.seed)
+    traverses = find_traverses(prepared)
+    reference, queries = traverses[0], traverses[1:]
+    map_dir = args.out / "map"
+    if not (map_dir / "map.yaml").is_file():
+        build_map([reference.root], model, map_dir)
+    reference_map = load_map(map_dir)
+    encoder = load_encoder(model).eval()
+    descriptors = {}
+    for query in queries:
+        values, _, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
+        descriptors[query.name] = values
+    config = LocalizerConfig()
+    validation = [q for q in queries if q.condition == args.val_condition]
+    tests = [q for q in queries if q.condition != args.val_condition]
+    val_attempts = keyframe_attempts(reference_map, validation, [descriptors[q.name] for q in validation], config)
+    calibration = calibrate(val_attempts, config.confidence_threshold)
+    save_calibration(calibration, map_dir)
+    report = {"reference": reference.name, "validation": [q.name for q in validation], "calibration": {
+        "validation": reliability(val_attempts, calibration, config.confidence_threshold)}}
+    plot_reliability(args.out / "reliability_val.png", report["calibration"]["validation"], "validation (dusk)")
+    all_test = []
+    report["tests"] = {}
+    for query in tests:
+        attempts = keyframe_attempts(reference_map, [query], [descriptors[query.name]], config, calibration)
+        all_test.append(attempts)
+        published = attempts.published
+        errors = attempts.errors_m[published]
+        oracle = oracle_errors(reference_map, query, descriptors[query.name],
+                               [t for t, p in zip(attempts.query_times, published) if p], config)
+        report["tests"][query.name] = {
+            "condition": query.condition,
+            "keyframes": int(len(attempts.margins)),
+            "fixes": int(published.sum()),
+            "availability": float(published.mean()) if len(published) else None,
+            "streaming_accuracy": {f"{t:g}m": float((errors <= t).mean()) if errors.size else None
+                                   for t in THRESHOLDS},
+            "oracle_base_g_accuracy": {f"{t:g}m": float((oracle <= t).mean()) if oracle.size else None
+                                       for t in THRESHOLDS},
+            "wrong_fix_rate": float((errors > 10).mean()) if errors.size else None,
+            "coverage_95": reliability(attempts, calibration, config.confidence_threshold)["coverage_95"],
+        }
+    merged = _merge(all_test)
+    report["calibration"]["test"] = reliability(merged, calibration, config.confidence_threshold)
+    plot_reliability(args.out / "reliability_test.png", report["calibration"]["test"], "test queries")
+    report["kidnap"] = _kidnap(reference_map, tests[0], descriptors[tests[0].name], config)
+    report["unknown_route"] = _unknown_route(reference_map, tests[0], descriptors[tests[0].name], config,
+                                             args.out / "head_map")
+    report["seconds"] = time.perf_counter() - started
+    (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def _merge(parts):
+    from seqvpr.localization.validation import Attempts
+
+    fields = {}
+    for name in ("traverse", "stamps", "margins", "positions", "headings", "truths", "published", "covariances",
+                 "confidences"):
+        fields[name] = np.concatenate([getattr(p, name) for p in parts])
+    fields["query_times"] = [t for p in parts for t in p.query_times]
+    return Attempts(**fields)
+
+
+def _kidnap(reference_map, query, values, config):
+    path = query.path_length_m
+    first = np.flatnonzero(path < path[-1] / 3)[-200:]
+    second = np.flatnonzero(path > path[first[-1]] + 300)[:300]
+    period = np.median(np.diff(query.times_s))
+    stamps = query.times_s[first[0]] + period * np.arange(len(first) + len(second))
+    rows = np.concatenate([first, second])
+    localizer = StreamingLocalizer(reference_map, config)
+    outcome = []
+    for i, (stamp, row) in enumerate(zip(stamps, rows)):
+        estimate = localizer.update(stamp, descriptor=values[row])
+        if i >= len(first) and estimate.is_keyframe:
+            error = float(np.hypot(estimate.easting - query.positions[row, 0],
+                                   estimate.northing - query.positions[row, 1])) if estimate.has_fix else None
+            outcome.append({"status": estimate.status.value, "error_m": error})
+    wrong = [i for i, o in enumerate(outcome) if o["error_m"] is not None and o["error_m"] > 10]
+    correct = [i for i, o in enumerate(outcome) if o["error_m"] is not None and o["error_m"] <= 10]
+    return {"keyframes_after": len(outcome), "wrong_fix_keyframes": wrong,
+            "first_correct_fix_keyframe": correct[0] if correct else None,
+            "statuses_first_10": [o["status"] for o in outcome[:10]]}
+
+
+def _unknown_route(reference_map, query, values, config, head_dir):
+    path = reference_map.path_length_m
+    keep = path < 0.4 * path[-1]
+    part = MapPart("head", "x", np.asarray(reference_map.times)[keep], np.asarray(reference_map.positions)[keep],
+                   np.asarray(reference_map.headings)[keep], np.asarray(reference_map.descriptors)[keep])
+    head = write_map(head_dir, [part], zone=str(reference_map.zone), fingerprint=reference_map.fingerprint,
+                     encoder={})
+    tail = query.path_length_m > 0.6 * query.path_length_m[-1]
+    localizer = StreamingLocalizer(head, config, calibration=StreamingLocalizer(reference_map).calibration)
+    estimates = [localizer.update(s, descriptor=v) for s, v in zip(query.times_s[tail], values[tail])]
+    keyframes = [e for e in estimates if e.is_keyframe]
+    return {"keyframes": len(keyframes), "fixes": sum(e.has_fix for e in keyframes)}
+
+
+if __name__ == "__main__":
+    main()
