@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import urllib.error
-
 import numpy as np
 import pytest
 import torch
@@ -9,17 +5,7 @@ import torchvision
 
 from seqvpr.config import config_from_dict
 from seqvpr.errors import ConfigError
-from seqvpr.vpr import (
-    PRESETS,
-    EncoderConfig,
-    NetVLADEncoder,
-    WeightsNotFoundError,
-    images_to_tensor,
-    load_encoder,
-    load_imagenet_backbone,
-    load_torchvision_backbone,
-    save_encoder,
-)
+from seqvpr.vpr import PRESETS, EncoderConfig, NetVLADEncoder, images_to_tensor
 
 from .reference_netvlad import reference_descriptors, vgg16_features
 
@@ -71,17 +57,6 @@ def test_small_encoder_matches_independent_computation(small_encoder, images):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
 
 
-def test_save_load_round_trip_identical(tmp_path, small_encoder, images):
-    small_encoder.fit_pca([images, images.flip(3)], output_dim=5)
-    path = save_encoder(small_encoder, tmp_path / "encoder.pt")
-    loaded = load_encoder(path)
-    assert loaded.config == small_encoder.config and loaded.config.pca_dim == 5
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(images), small_encoder(images), atol=0, rtol=0)
-    # the file is plain tensors and containers
-    assert torch.load(path, weights_only=True)["format"] == "seqvpr.netvlad_encoder"
-
-
 def test_fit_pca_whitens_training_vlads(small_encoder, images):
     batches = [images, images.flip(2), images.flip(3)]
     layer = small_encoder.fit_pca(batches, output_dim=4)
@@ -100,34 +75,6 @@ def test_initialize_clusters_from_images(small_encoder, images):
     torch.testing.assert_close(weight.norm(dim=1), torch.full((16,), init.alpha))
 
 
-def test_torchvision_weights_file_loads_into_backbone(tmp_path, small_encoder, images):
-    torch.manual_seed(5)
-    vgg = torchvision.models.vgg16()
-    torch.save(vgg.state_dict(), tmp_path / "vgg16.pth")
-    load_torchvision_backbone(small_encoder, tmp_path / "vgg16.pth")
-    for index in (0, 2, 5, 7, 10, 12, 14):
-        torch.testing.assert_close(small_encoder.backbone[index].weight, vgg.features[index].weight)
-    # and through the ImageNet entry point with an explicit file
-    full = NetVLADEncoder(EncoderConfig(image_width=64, image_height=48))
-    load_imagenet_backbone(full, tmp_path / "vgg16.pth")
-    torch.testing.assert_close(full.backbone[28].bias, vgg.features[28].bias)
-
-
-def test_torchvision_file_with_wrong_keys_is_rejected(tmp_path, small_encoder):
-    torch.save({"classifier.0.weight": torch.zeros(2, 2)}, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match=r"missing keys \['features.0.bias'"):
-        load_torchvision_backbone(small_encoder, tmp_path / "bad.pth")
-
-
-def test_imagenet_offline_error_says_how_to_provide_the_file(monkeypatch, small_encoder):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(WeightsNotFoundError, match=r"vgg16-397923af\.pth.*--backbone-weights PATH"):
-        load_imagenet_backbone(small_encoder)
-
-
 def test_images_to_tensor_resizes_and_scales(small_config):
     image = np.zeros((100, 150, 3), dtype=np.uint8)
     image[..., 0] = 255  # red
@@ -137,12 +84,3 @@ def test_images_to_tensor_resizes_and_scales(small_config):
     torch.testing.assert_close(batch[:, 1:], torch.zeros(2, 2, 32, 48))
     with pytest.raises(ValueError, match="uint8 RGB"):
         images_to_tensor([np.zeros((10, 10), dtype=np.uint8)], small_config)
-
-
-def test_import_vpr_does_not_import_heavy_dependencies():
-    code = (
-        "import sys, seqvpr.vpr; "
-        "print(sorted(m for m in ('faiss', 'torchvision', 'cv2') if m in sys.modules))"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert completed.stdout.strip() == "[]"

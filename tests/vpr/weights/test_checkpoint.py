@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from seqvpr.errors import SeqvprError
-from seqvpr.vpr.weights import FAMILIES, encoder_from_weights, load_encoder, read_published_checkpoint, safe_torch_load
+from seqvpr.vpr.weights import (
+    FAMILIES,
+    encoder_from_weights,
+    load_encoder,
+    read_published_checkpoint,
+    safe_torch_load,
+    save_encoder,
+)
 
 from ..reference_netvlad import LAST_CONV, reference_descriptors, vgg16_features
 
@@ -134,3 +141,14 @@ def test_numpy_scalars_load_but_arbitrary_objects_do_not(tmp_path):
     torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "namespace.pth")
     with pytest.raises(SeqvprError, match=r"refusing to unpickle.*argparse.Namespace"):
         safe_torch_load(tmp_path / "namespace.pth")
+
+
+def test_save_load_round_trip_identical(tmp_path, small_encoder, images):
+    small_encoder.fit_pca([images, images.flip(3)], output_dim=5)
+    path = save_encoder(small_encoder, tmp_path / "encoder.pt")
+    loaded = load_encoder(path)
+    assert loaded.config == small_encoder.config and loaded.config.pca_dim == 5
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), small_encoder(images), atol=0, rtol=0)
+    # the file is plain tensors and containers
+    assert torch.load(path, weights_only=True)["format"] == "seqvpr.netvlad_encoder"

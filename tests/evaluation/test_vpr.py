@@ -1,4 +1,4 @@
-"""`seqvpr demo` end to end on a tiny world, and `seqvpr evaluate` reusing its cache."""
+"""seqvpr.evaluation.vpr end to end: `seqvpr demo` on a tiny world, then `seqvpr evaluate` on its outputs."""
 
 import csv
 import json
