@@ -509,8 +509,7 @@ def local_optimum(reference: Signal, result: GDTWResult, band: Tensor | None) ->
     kind = torch.where(hold == VERTEX, implicit.KINK, kind)
     kind = torch.where(problem.knot_mask, kind, implicit.PADDING).to(torch.int8)
     slope = tensor(solved.slope).to(torch.int8)
-    active = implicit.ActiveSet(slope=slope, kind=kind, bound=warp, lower=lower, upper=upper,
-                                segment=tensor(solved.segment))
+    active = implicit.ActiveSet(slope=slope, kind=kind, segment=tensor(solved.segment))
     status = tensor(solved.status)
     failed = status != CONVERGED
     if bool(failed.any()):
@@ -519,6 +518,6 @@ def local_optimum(reference: Signal, result: GDTWResult, band: Tensor | None) ->
         warp = torch.where(keep, result.warp, warp)
         active = implicit.ActiveSet(*(
             torch.where(keep, getattr(guess, name), getattr(active, name))
-            for name in ("slope", "kind", "bound", "lower", "upper", "segment")
+            for name in ("slope", "kind", "segment")
         ))
     return LocalOptimum(warp=warp, active=active, status=status, iterations=tensor(solved.iterations))

@@ -106,16 +106,11 @@ class ActiveSet:
             its lower bound s_min e dt_i, +1 at its upper bound s_max e dt_i, 0 otherwise.
         kind: per knot, shape (B, m), int8: ``FREE`` or why the knot is held
             (``BAND_LOWER``, ``BAND_UPPER``, ``BOX``, ``PIN``, ``KINK``, ``PADDING``).
-        bound: the value a held knot is held at, shape (B, m), float64 (phi_i where free).
-        lower, upper: the box-and-band bounds of each knot, shape (B, m), float64.
         segment: reference segment k of the knot's local quadratic, shape (B, m), int64.
     """
 
     slope: Tensor
     kind: Tensor
-    bound: Tensor
-    lower: Tensor
-    upper: Tensor
     segment: Tensor
 
 
@@ -232,8 +227,6 @@ def detect_active_set(
     device = warp.device
     mask = problem.knot_mask
     times = reference.times.to(torch.float64)
-    ref_start = times[:, 0]
-    ref_end = reference.end.to(torch.float64)
     lower, upper, lower_kind, upper_kind = knot_bounds(reference, problem, band)
 
     # Kinks: phi_i on an interior reference sample time.
@@ -247,20 +240,14 @@ def detect_active_set(
     on_kink = interior & ((warp - corner).abs() <= tolerance) & (problem.weights > 0)
 
     kind = torch.where(on_kink, KINK, FREE)
-    bound = torch.where(on_kink, corner, warp)
     at_lower = warp - lower <= tolerance
     at_upper = upper - warp <= tolerance
     kind = torch.where(at_lower, lower_kind, kind)
-    bound = torch.where(at_lower, lower, bound)
     kind = torch.where(at_upper & ~at_lower, upper_kind, kind)
-    bound = torch.where(at_upper & ~at_lower, upper, bound)
     if not problem.subsequence:
         last = (problem.lengths - 1)[:, None]
         position = torch.arange(size, device=device)[None]
-        pinned = (position == 0) | (position == last)
-        kind = torch.where(pinned, PIN, kind)
-        bound = torch.where(position == last, ref_end[:, None], bound)
-        bound = torch.where(position == 0, ref_start[:, None], bound)
+        kind = torch.where((position == 0) | (position == last), PIN, kind)
     kind = torch.where(mask, kind, PADDING).to(torch.int8)
 
     step = warp.diff(dim=1)
@@ -272,7 +259,7 @@ def detect_active_set(
     slope = torch.where(at_max, 1, torch.where(at_min, -1, 0))
     slope = torch.where(mask[:, 1:] & (problem.dt > 0), slope, 0).to(torch.int8)
     # A kink knot's local quadratic is never used; elsewhere the segment of phi_i.
-    return ActiveSet(slope=slope, kind=kind, bound=bound, lower=lower, upper=upper, segment=index)
+    return ActiveSet(slope=slope, kind=kind, segment=index)
 
 
 def solve_tridiagonal(lower: Tensor, diag: Tensor, upper: Tensor, rhs: Tensor) -> Tensor:

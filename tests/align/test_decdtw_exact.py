@@ -95,6 +95,7 @@ def test_gradients_match_an_exact_solve_full_25(dim):
         ("full 100->100 smooth D=16", "smooth", 100, 100, 16, False, range(3), None),
         ("full 100->100 smooth D=128", "smooth", 100, 100, 128, False, range(2), None),
         ("full 400->400 smooth D=16", "smooth", 400, 400, 16, False, range(1), None),
+        ("full 400->400 smooth D=128", "smooth", 400, 400, 128, False, range(1, 2), None),
         ("subsequence 256->282 smooth D=128 M=512", "smooth", 282, 256, 128, True, range(2), 512),
         ("subsequence 256->282 descriptors D=128 M=512", "descriptors", 282, 256, 128, True, range(1), 512),
     ],
@@ -177,3 +178,31 @@ def test_the_working_set_iterations_converge_on_random_problems(subsequence):
           f"{np.median(iterations):.0f}, max {max(iterations)}; fell back: {sum(s != CONVERGED for s in statuses)}")
     assert len(statuses) >= 40
     assert statuses == [CONVERGED] * len(statuses)
+
+
+def test_an_item_that_does_not_converge_keeps_the_dp_answer_and_says_so(monkeypatch, caplog):
+    import seqvpr.align._active_set as active_set
+
+    solve = active_set.solve_faces
+
+    def first_item_fails(inputs):
+        result = solve(inputs)
+        result.status[0] = active_set.ITERATION_LIMIT
+        result.warp[0] = inputs.start[0]
+        return result
+
+    monkeypatch.setattr(active_set, "solve_faces", first_item_fails)
+    items = [random_item(np.random.default_rng(seed), "smooth", 25, 10, 8, True) for seed in (1, 2)]
+    reference = Signal(torch.from_numpy(np.stack([x.ref_times for x in items])),
+                       torch.tensor(np.stack([x.ref_values for x in items]), requires_grad=True))
+    query = Signal(torch.from_numpy(np.stack([x.knots for x in items])),
+                   torch.from_numpy(np.stack([x.query_values for x in items])))
+    config = GDTWConfig(subsequence=True, lam=0.1)
+    with caplog.at_level("WARNING", logger="seqvpr.align.decdtw"):
+        warp = decdtw(reference, query, config)
+    assert "1 of 2 items kept the DP answer" in caplog.text
+    solved = gdtw(reference, query, config)
+    torch.testing.assert_close(warp[0].detach(), solved.warp[0], rtol=0, atol=0)
+    assert not torch.equal(warp[1].detach(), solved.warp[1])  # the other item is polished
+    warp.sum().backward()
+    assert bool(torch.isfinite(reference.values.grad).all())
