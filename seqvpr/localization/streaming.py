@@ -252,6 +252,8 @@ class StreamingLocalizer:
                 self._counters["resets"] += 1
                 self.reset()
         self._last_stamp = stamp
+        if not self._valid(image, descriptor):
+            return self._carried(stamp, started)
         self._track_odometry(odometry)
         if not self._keyframe_due(stamp):
             return self._carried(stamp, started)
@@ -293,18 +295,29 @@ class StreamingLocalizer:
             return self._odometry_distance - self._keyframe_distance >= self.config.query_spacing_m
         return stamp - self._keyframes[-1].stamp_s >= self.config.query_period_s - 1e-3
 
+    def _valid(self, image: Any, descriptor: Any) -> bool:
+        """Every frame's cheap check: a descriptor of the map's size and finite, or an HxWx3 uint8 image."""
+        if descriptor is not None:
+            values = np.asarray(descriptor)
+            if values.size != self.map.dim:
+                raise SeqvprError(f"descriptor must have shape ({self.map.dim},) like the map's, got {values.shape}")
+            if not np.all(np.isfinite(values)):
+                self._counters["non_finite"] += 1
+                return False
+            return True
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3 and min(image.shape[:2]) >= 2):
+            self._counters["corrupt_images"] += 1
+            return False
+        if self.encoder is None:
+            raise SeqvprError("this localizer has no encoder (model=None): pass descriptors to update()")
+        return True
+
     def _describe(self, image: Any, descriptor: Any) -> np.ndarray | None:
+        """The unit-norm descriptor of a keyframe (encoding the image), or None if degenerate."""
         if descriptor is not None:
             values = np.asarray(descriptor, dtype=np.float32).reshape(-1)
-            if values.shape != (self.map.dim,):
-                raise SeqvprError(f"descriptor must have shape ({self.map.dim},) like the map's, got {values.shape}")
         else:
-            if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-                    and image.shape[2] == 3 and min(image.shape[:2]) >= 2):
-                self._counters["corrupt_images"] += 1
-                return None
-            if self.encoder is None:
-                raise SeqvprError("this localizer has no encoder (model=None): pass descriptors to update()")
             values = self._encode(image)
         norm = float(np.linalg.norm(values))
         if not (math.isfinite(norm) and norm > 0):
