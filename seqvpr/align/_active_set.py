@@ -273,9 +273,6 @@ def _solve_item(tau, cross, ref_sq, step_sq, w, dt, lam, shift, step_min, step_m
         for g in range(groups):
             if held[g] >= 0:
                 diag[g], rhs[g] = 1.0, 0.0
-                off[g] = 0.0
-                if g > 0:
-                    off[g - 1] = 0.0
         # Thomas algorithm over the groups (a held group is an identity row with rhs 0).
         for g in range(groups):
             flat = held[g] < 0 and diag[g] <= flat_tol
