@@ -165,6 +165,9 @@ class NetVLADEncoder(nn.Module):
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        # One memory layout whatever the caller's, so that a batch from any source (a file
+        # reader, the dataset, a stacked list) gives the same descriptors to the last bit.
+        images = images.contiguous(memory_format=torch.channels_last)
         normalised = (images * self._pixel_scale - self._pixel_mean) / self._pixel_std
         return self.backbone(normalised)
 
