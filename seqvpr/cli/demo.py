@@ -123,8 +123,8 @@ def _untrained_encoder(prepared: Path, checkpoint: Path, seed: int) -> Path:
     from seqvpr.data.images import read_rgb
     from seqvpr.data.traverse import find_traverses
     from seqvpr.extraction import encoder_fingerprint
-    from seqvpr.vpr.weights import save_encoder
     from seqvpr.vpr.encoder import EncoderConfig, NetVLADEncoder, images_to_tensor
+    from seqvpr.vpr.weights import save_encoder
 
     if checkpoint.exists():
         print(f"reusing {checkpoint}")
