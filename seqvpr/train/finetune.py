@@ -224,11 +224,7 @@ class SequenceLoss(nn.Module):
         return per_pair.mean()
 
 
-def _validation(pairs, traverses, features, trainable, config, device):
-    chosen = pairs
-    if config.val_max_pairs is not None and len(pairs) > config.val_max_pairs:
-        picks = np.linspace(0, len(pairs) - 1, config.val_max_pairs).round().astype(int)
-        chosen = [pairs[i] for i in picks]
+def _validation(chosen, traverses, features, trainable, config, device):
     batches = [PairBatch.build(chosen[s : s + config.validation_batch], traverses, device)
                for s in range(0, len(chosen), config.validation_batch)]
     localizer = LocalizerConfig("gdtw", GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size))
@@ -287,6 +283,9 @@ def finetune(
     files = {"train_pairs": [Path(p) for p in train_pairs], "val_pairs": [Path(p) for p in val_pairs]}
     train_set = read_pair_files(files["train_pairs"], traverses, "train")
     val_set = read_pair_files(files["val_pairs"], traverses, "val")
+    if config.val_max_pairs is not None and len(val_set) > config.val_max_pairs:
+        picks = np.linspace(0, len(val_set) - 1, config.val_max_pairs).round().astype(int)
+        val_set = [val_set[i] for i in picks]
     if not base_model.is_file():
         raise SeqvprError(f"base model {base_model} does not exist")
     try:
