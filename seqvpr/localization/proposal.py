@@ -179,7 +179,7 @@ def align_windows(
     """
     span = float(query_times[-1] - query_times[0])
     slices = [_rows_at_least(reference_map, w, span) for w in windows]
-    query_coordinates, window_values = exact_low_rank(reference_map, slices, query_values)
+    query_coordinates, window_values = exact_low_rank(reference_map, slices, query_values, config.device)
     lengths = np.array([len(values) for values in window_values])
     size = int(lengths.max())
     values = np.zeros((len(windows), size, query_coordinates.shape[1]))
@@ -207,7 +207,7 @@ def align_windows(
 
 
 def exact_low_rank(
-    reference_map: Map, slices: list[slice], query_values: np.ndarray
+    reference_map: Map, slices: list[slice], query_values: np.ndarray, device: str = "cpu"
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Vectors of dimension m + 2 with exactly the inner products GDTW reads from (m, D) ones.
 
@@ -226,6 +226,7 @@ def exact_low_rank(
         reference_map: the map (unit-norm descriptors, ``successor_inner``).
         slices: the rows of each window.
         query_values: the query, shape (m, D).
+        device: torch device of the one (m, D) x (D, U) product.
 
     Returns:
         The query's coordinates (m, r + 2) and each window's rows' coordinates (L_w, r + 2),
@@ -233,7 +234,8 @@ def exact_low_rank(
     """
     query = np.asarray(query_values, dtype=np.float32)
     rows = np.unique(np.concatenate([np.arange(s.start, s.stop) for s in slices]))
-    cross = (query @ np.asarray(reference_map.descriptors[rows]).T).astype(np.float64)  # (m, U)
+    reference = torch.from_numpy(np.asarray(reference_map.descriptors[rows])).to(device)
+    cross = (torch.from_numpy(query).to(device) @ reference.T).double().cpu().numpy()  # (m, U)
     # Basis of the query's span from its Gram matrix G = V diag(lam) V^T: q_i = (V sqrt(lam))_i,
     # p_k = diag(lam)^-1/2 V^T <Q, R_k>; directions with lam ~ 0 carry no query component.
     gram = query.astype(np.float64) @ query.T.astype(np.float64)

@@ -1,0 +1,162 @@
+"""Per-keyframe latency of the streaming localizer, beside baselines measured in the same run.
+
+Rows (a simulated drive at 30 Hz along a synthetic loop route whose map holds N frames 2 m
+apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
+
+- ``descriptor given``: ``update(stamp, descriptor=...)``. Baseline: the same localizer
+  with the windows aligned by GDTW on the full D-dimensional descriptors (padded (W, L, D)
+  batch) instead of the exact (m + 2)-dimensional vectors (``exact_low_rank``).
+- ``IVF`` rows: the map's faiss index is IVF (maps beyond ``exact_max_frames``); baseline
+  the same map with an exact index.
+- ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
+  120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
+  forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
+- map loading: ``load_map`` + opening its index, for each map size.
+
+Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_line  # noqa: E402
+
+import seqvpr.localization.streaming as streaming  # noqa: E402
+from seqvpr.align import GDTWConfig, Signal, gdtw  # noqa: E402
+from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, load_map, write_map  # noqa: E402
+from seqvpr.localization.proposal import Alignment, _rows_at_least  # noqa: E402
+from seqvpr.localization.simulate import drive, route_map, synthetic_route  # noqa: E402
+
+
+def full_dimensional_align(reference_map, windows, query_times, query_values, config) -> Alignment:
+    """The baseline: GDTW on the padded (W, L, D) batch of full descriptors."""
+    span = float(query_times[-1] - query_times[0])
+    slices = [_rows_at_least(reference_map, w, span) for w in windows]
+    lengths = np.array([s.stop - s.start for s in slices])
+    size = int(lengths.max())
+    values = np.zeros((len(windows), size, reference_map.dim), dtype=np.float32)
+    times = np.zeros((len(windows), size))
+    origins = np.array([reference_map.times[s.start] for s in slices])
+    for i, rows in enumerate(slices):
+        values[i, : lengths[i]] = reference_map.descriptors[rows]
+        local = np.asarray(reference_map.times[rows]) - origins[i]
+        times[i, : lengths[i]] = local
+        times[i, lengths[i]:] = local[-1] + np.arange(1, size - lengths[i] + 1)
+    reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
+    query = Signal(torch.from_numpy(np.tile(query_times - query_times[0], (len(windows), 1))),
+                   torch.from_numpy(np.ascontiguousarray(query_values, dtype=np.float32)).expand(len(windows), -1, -1))
+    result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size,
+                                               refinements=config.refinements))
+    warp = result.warp.numpy()
+    return Alignment(list(windows), result.cost.numpy(), warp[:, -1] + origins, warp[:, 0] + origins)
+
+
+def keyframe_latencies(localizer, stamps, values=None, image=None, warmup_s=20.0) -> np.ndarray:
+    latencies = []
+    for i, stamp in enumerate(stamps):
+        if values is not None:
+            estimate = localizer.update(stamp, descriptor=values[i])
+        else:
+            estimate = localizer.update(stamp, image=image)
+        if estimate.is_keyframe and stamp - stamps[0] >= warmup_s:
+            latencies.append(estimate.latency_s)
+    return 1e3 * np.array(latencies)
+
+
+def row(name, ours, baseline, baseline_name):
+    ratio = np.percentile(baseline, 50) / np.percentile(ours, 50)
+    print(f"| {name} | {np.percentile(ours, 50):.2f} | {np.percentile(ours, 99):.2f} | "
+          f"{baseline_name}: {np.percentile(baseline, 50):.2f} / {np.percentile(baseline, 99):.2f} | {ratio:.2f}x |",
+          flush=True)
+
+
+def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
+    for size in sizes:
+        route = synthetic_route(size, dim)
+        stamps, _, values = drive(route, seconds, 30.0)
+        started = time.perf_counter()
+        kind = "flat" if size <= 10_000 else "ivf"
+        options = {"exact_max_frames": 10_000, "large_index": "ivf"} if kind == "ivf" else {}
+        route_map(route, folder / f"map{size}", **options)
+        built = time.perf_counter() - started
+        started = time.perf_counter()
+        reference_map = load_map(folder / f"map{size}")
+        reference_map.index  # noqa: B018 - opening the index is part of loading
+        loaded = time.perf_counter() - started
+        print(f"| map of {size} frames, D={dim}: built in {built:.1f} s, loaded in {1e3 * loaded:.1f} ms "
+              f"({reference_map.index_kind}) | | | | |", flush=True)
+        ours = keyframe_latencies(StreamingLocalizer(reference_map), stamps, values)
+        if kind == "flat":
+            original = streaming.align_windows
+            streaming.align_windows = full_dimensional_align
+            try:
+                baseline = keyframe_latencies(StreamingLocalizer(reference_map), stamps, values)
+            finally:
+                streaming.align_windows = original
+            row(f"{size} frames, flat, descriptor given", ours, baseline, "full-D GDTW")
+        else:
+            route_map(route, folder / f"flat{size}", exact_max_frames=size)
+            baseline = keyframe_latencies(StreamingLocalizer(load_map(folder / f"flat{size}")), stamps, values)
+            row(f"{size} frames, IVF (nprobe 16), descriptor given", ours, baseline, "exact index")
+
+
+def image_rows(presets, frames, seconds, folder: Path) -> None:
+    from seqvpr.extraction import encoder_fingerprint
+    from seqvpr.vpr import PRESETS, NetVLADEncoder, images_to_tensor
+
+    for preset in presets:
+        torch.manual_seed(0)
+        encoder = NetVLADEncoder(PRESETS[preset]).eval()
+        dim = encoder.output_dim
+        rng = np.random.default_rng(0)
+        part = MapPart("r", "x", np.arange(frames) * 0.2, np.stack([np.arange(frames) * 2.0, np.zeros(frames)], 1),
+                       np.zeros(frames), rng.normal(size=(frames, dim)).astype(np.float32))
+        reference_map = write_map(folder / f"image_{preset}", [part], zone="30U",
+                                  fingerprint=encoder_fingerprint(encoder), encoder=encoder.config.to_dict())
+        config = encoder.config
+        image = rng.integers(0, 255, size=(config.image_height, config.image_width, 3), dtype=np.uint8)
+        localizer = StreamingLocalizer(reference_map, LocalizerConfig(), encoder=encoder)
+        stamps = 1000.0 + np.arange(int(seconds * 30)) / 30.0
+        ours = keyframe_latencies(localizer, stamps, image=image, warmup_s=5.0)
+        baseline = []
+        with torch.inference_mode():
+            for _ in range(max(5, len(ours))):
+                started = time.perf_counter()
+                encoder(images_to_tensor([image], config))
+                baseline.append(1e3 * (time.perf_counter() - started))
+        row(f"{preset} encoder ({config.image_width}x{config.image_height}, {dim}-d), image given, "
+            f"{frames}-frame map", ours, np.array(baseline), "encoder alone")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dim", type=int, default=4096)
+    parser.add_argument("--seconds", type=float, default=120.0, help="simulated drive per row")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--presets", nargs="*", default=["small", "netvlad-vgg16"])
+    parser.add_argument("--image-map-frames", type=int, default=2000)
+    args = parser.parse_args()
+    import faiss
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    print(machine_line())
+    print("| case | p50 (ms) | p99 (ms) | baseline p50 / p99 (ms) | baseline p50 / ours p50 |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        descriptor_rows(args.sizes, args.dim, args.seconds, Path(folder))
+        image_rows(args.presets, args.image_map_frames, min(args.seconds, 60.0), Path(folder))
+
+
+if __name__ == "__main__":
+    main()
