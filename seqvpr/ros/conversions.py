@@ -25,6 +25,7 @@ from seqvpr.data.images import demosaic
 from seqvpr.errors import SeqvprError
 
 __all__ = [
+    "SUPPORTED_ENCODINGS",
     "UNKNOWN_VARIANCE",
     "MessageTypes",
     "stamp_to_seconds",
@@ -115,7 +116,9 @@ def image_to_rgb(message: Any) -> np.ndarray:
     """
     encoding = message.encoding.lower()
     if encoding not in _CHANNELS and encoding not in _BAYER:
-        raise SeqvprError(f"image encoding {message.encoding!r} is not supported; use one of {list(SUPPORTED_ENCODINGS)}")
+        raise SeqvprError(
+            f"image encoding {message.encoding!r} is not supported; use one of {list(SUPPORTED_ENCODINGS)}"
+        )
     channels = _CHANNELS.get(encoding, 1)
     height, width, step = int(message.height), int(message.width), int(message.step)
     data = np.frombuffer(message.data, dtype=np.uint8)

@@ -36,7 +36,8 @@ def main() -> int:
     results = {}
     if ros2_available():
         results["ros2"] = _run([sys.executable, "-m", "seqvpr.ros.ros2_node", "--ros-args", "--params-file",
-                                PARAMS_FILE, "-p", "map_dir:=/maps/a", "-p", "model:=/m.pt", "-p", "queue_sise:=3"], env)
+                                PARAMS_FILE, "-p", "map_dir:=/maps/a", "-p", "model:=/m.pt",
+                                "-p", "queue_sise:=3"], env)
     if ros1_available():
         roscore = subprocess.Popen(["roscore", "-p", "11311"], env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)

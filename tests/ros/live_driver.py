@@ -4,7 +4,8 @@
 
 Refuses to run outside a private loopback-only network namespace. Starts the node (ROS 2:
 ``python -m seqvpr.ros.ros2_node --ros-args --params-file config/localization_node.yaml``;
-ROS 1: ``roscore``, then ``roslaunch launch/localization.launch``), subscribes to its
+ROS 1: ``roscore``, then ``roslaunch launch/localization.launch``; both with the shipped
+parameters but a longer queue, QUEUE_SIZE), subscribes to its
 ``pose``, ``fix`` and ``/diagnostics``, and plays the world's query stream:
 
 1. the route's frames, then the foreign ones, at 10 Hz; the player is killed (SIGKILL) after ``KILL_AFTER`` frames,
@@ -34,6 +35,9 @@ sys.path.insert(0, str(HERE))
 from ros_env import require_private_network, ros_environment  # noqa: E402
 from ros_world import ROUTE, World  # noqa: E402
 
+# The shipped parameters, with a queue long enough that a loaded test machine drops no
+# frame at 10 Hz (the 10 Hz poses are compared with the offline run frame for frame).
+QUEUE_SIZE = 25
 KILL_AFTER = 50
 RESTART_GAP = 10
 SLOW_HZ = 10.0
@@ -140,19 +144,30 @@ def _wait_for_master(env: dict, timeout_s: float) -> None:
     raise RuntimeError("roscore did not come up")
 
 
+def _params_file(out: Path) -> Path:
+    """config/localization_node.yaml with ``queue_size`` set to QUEUE_SIZE."""
+    import yaml
+
+    document = yaml.safe_load((REPO / "config" / "localization_node.yaml").read_text(encoding="utf-8"))
+    document[NODE_NAME]["ros__parameters"]["queue_size"] = QUEUE_SIZE
+    path = out / "localization_node.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
 def _start_node(ros: str, world: World, env: dict, out: Path) -> tuple[subprocess.Popen, list[subprocess.Popen]]:
     """The node process (roslaunch for ROS 1) and helper processes to stop after it (roscore)."""
     log = open(out / "node.log", "w", encoding="utf-8")  # noqa: SIM115 - closed with the process
+    params = _params_file(out)
     if ros == "2":
-        command = [sys.executable, "-m", "seqvpr.ros.ros2_node", "--ros-args",
-                   "--params-file", str(REPO / "config" / "localization_node.yaml"),
+        command = [sys.executable, "-m", "seqvpr.ros.ros2_node", "--ros-args", "--params-file", str(params),
                    "-p", f"map_dir:={world.map_dir}", "-p", f"model:={world.model}"]
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), []
     core_log = open(out / "roscore.log", "w", encoding="utf-8")  # noqa: SIM115
     roscore = subprocess.Popen(["roscore", "-p", "11311"], env=env, stdout=core_log, stderr=subprocess.STDOUT)
     _wait_for_master(env, 60)
     command = ["roslaunch", "--wait", str(REPO / "launch" / "localization.launch"),
-               f"map_dir:={world.map_dir}", f"model:={world.model}"]
+               f"map_dir:={world.map_dir}", f"model:={world.model}", f"params_file:={params}"]
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), [roscore]
 
 
@@ -163,6 +178,22 @@ def _player(ros: str, world: World, first: int, count: int, rate_hz: float, log:
     if go is not None:
         command += ["--go", str(go)]
     return subprocess.Popen(command, env=env)
+
+
+def _wait_until_drained(recorder: Recorder, since: float, timeout_s: float) -> None:
+    """Waits for a diagnostics message, sent after ``since``, whose counters show an empty queue."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with recorder.lock:
+            latest = recorder.diagnostics[-1] if recorder.diagnostics else None
+        if latest is not None and latest["wall"] > since:
+            counts = {key: int(latest["values"][key])
+                      for key in ("received", "processed", "dropped", "failed", "queued")}
+            handled = counts["processed"] + counts["dropped"] + counts["failed"]
+            if counts["queued"] == 0 and counts["received"] == handled:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the node's queue did not drain within {timeout_s} s")
 
 
 def _lines(path: Path) -> list[list[str]]:
@@ -216,7 +247,7 @@ def run(ros: str, world: World, out: Path) -> dict:
         go.touch()
         _wait(fast_player, 120, "the 100 Hz player")
         phases["fast_end"] = time.time()
-        time.sleep(3.0)
+        _wait_until_drained(recorder, phases["fast_end"], 90)
         alive_at_end = node.poll() is None
     finally:
         if fast_player is not None and fast_player.poll() is None:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from live_driver import KILL_AFTER, RESTART_GAP
+from live_driver import KILL_AFTER, QUEUE_SIZE, RESTART_GAP
 from ros_env import isolation_available, ros1_available, ros2_available, run_isolated
 from ros_world import ROUTE, World, offline_estimates
 
@@ -110,6 +110,7 @@ def test_poses_match_offline_localize_frame_for_frame(live):
     errors = [np.hypot(poses[s]["x"] - float(offline[s]["easting_m"]), poses[s]["y"] - float(offline[s]["northing_m"]))
               for s in tracking]
     assert max(errors) < 0.5, f"largest difference to offline {max(errors):.3f} m"
+    print(f"\nROS {live['ros']}: {len(tracking)} poses, largest difference to offline {max(errors):.2e} m")
     for stamp in tracking:
         covariance = np.array(poses[stamp]["covariance"]).reshape(6, 6)
         row = offline[stamp]
@@ -138,8 +139,8 @@ def test_no_fix_while_lost_and_diagnostics_say_so(live):
     fixes = {_stamp_key(*fix["stamp"]) for fix in live["fixes"]}
     assert not fixes & not_tracking, "a fix was published for a frame the localizer did not track"
     diagnostics = live["diagnostics"]
-    slow_seconds = live["phases"]["fast_start"] - live["phases"]["slow_start"]
-    assert len([d for d in diagnostics if d["wall"] < live["phases"]["fast_start"]]) >= 0.5 * slow_seconds
+    slow = [d["wall"] for d in diagnostics if d["wall"] < live["phases"]["fast_start"]]
+    assert len(slow) >= 0.5 * (slow[-1] - slow[0]) / PARAMS["diagnostics_period_s"], "diagnostics came too rarely"
     levels = {d["message"].split(";")[0]: d["level"] for d in diagnostics if ";" not in d["message"]}
     assert levels.get("TRACKING") == 0 and levels.get("LOST") == 2, levels
     assert any(d["level"] == 3 and "no image for" in d["message"] for d in diagnostics), "never STALE between players"
@@ -156,7 +157,7 @@ def test_burst_drops_the_oldest_and_latency_stays_bounded(live):
     received, dropped = int(final["received"]), int(final["dropped"])
     assert len(live["fast_log"]) == 1000
     assert received >= 0.95 * sent, f"the node received {received} of {sent} frames"
-    assert dropped > 0, "at 100 Hz the localizer cannot keep up, so frames must be dropped"
+    assert dropped > 0, "at 100 Hz, every frame a keyframe, the localizer cannot keep up: frames must be dropped"
     assert received == int(final["processed"]) + dropped + int(final["failed"]) + int(final["queued"])
     assert int(final["failed"]) == 0 and int(final["queued"]) == 0
     # Latency bound from the queue: a frame waits for at most queue_size frames ahead of it
@@ -167,7 +168,7 @@ def test_burst_drops_the_oldest_and_latency_stays_bounded(live):
             if _stamp_key(*pose["stamp"]) in slow_sent]
     fast = [pose["wall"] - fast_sent[_stamp_key(*pose["stamp"])][1] for pose in live["poses"]
             if _stamp_key(*pose["stamp"]) in fast_sent]
-    bound = (PARAMS["queue_size"] + 2) * max(slow) + 0.5
+    bound = (QUEUE_SIZE + 2) * max(slow) + 0.5
     node_p95 = float(final["latency_p95_s"])
     assert node_p95 <= bound, f"node latency p95 {node_p95:.3f} s during the burst, bound {bound:.3f} s"
     if fast:

@@ -27,7 +27,8 @@ def test_dotted_ros2_names_build_the_nested_localizer_config():
     [
         ({"model": "/m.pt"}, "node /x: missing required parameter(s) ['map_dir']"),
         ({"map_dir": "/a", "model": "/m.pt", "queue_sise": 3}, "unknown key(s) ['queue_sise']"),
-        ({"map_dir": "/a", "model": "/m.pt", "localizer.query_lenght": 3}, "localizer: unknown key(s) ['query_lenght']"),
+        ({"map_dir": "/a", "model": "/m.pt", "localizer.query_lenght": 3},
+         "localizer: unknown key(s) ['query_lenght']"),
         ({"map_dir": "/a", "model": "/m.pt", "queue_size": "3"}, "queue_size: expected int, got '3'"),
         ({"map_dir": "/a", "model": "/m.pt", "queue_size": 0}, "queue_size must be >= 1"),
         ({"map_dir": "", "model": "/m.pt"}, "map_dir must name a path"),
