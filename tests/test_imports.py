@@ -10,7 +10,8 @@ FORBIDDEN = ("rospy", "rclpy", "faiss", "cv2", "librosa", "torchvision", "rosbag
 
 
 @pytest.mark.parametrize(
-    "module", ["seqvpr", "seqvpr.align", "seqvpr.cli", "seqvpr.vpr", "seqvpr.data", "seqvpr.evaluation"]
+    "module", ["seqvpr", "seqvpr.align", "seqvpr.cli", "seqvpr.vpr", "seqvpr.data", "seqvpr.evaluation",
+               "seqvpr.localization"]
 )
 def test_import_loads_no_optional_dependency(module):
     code = (
