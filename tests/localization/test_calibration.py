@@ -1,0 +1,82 @@
+"""Calibration: isotonic fit against hand-computed pools, coverage of the 95 % ellipse on fresh samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqvpr.errors import SeqvprError
+from seqvpr.localization.calibration import (
+    CHI2_95,
+    Calibration,
+    fit_calibration,
+    isotonic_fit,
+    load_calibration,
+    save_calibration,
+)
+
+
+def test_isotonic_fit_pools_adjacent_violators():
+    knots, values = isotonic_fit(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([1.0, 0.0, 1.0, 0.0, 1.0]))
+    # (1, 0) pool to 0.5 at x 1.5; (1, 0) pool to 0.5 at x 3.5, which merges with the first
+    # block (0.5 >= 0.5): one block of four at 0.5, then 1.
+    np.testing.assert_allclose(values, [0.5, 1.0])
+    np.testing.assert_allclose(knots, [2.5, 5.0])
+    knots, values = isotonic_fit(np.array([3.0, 1.0, 2.0]), np.array([3.0, 1.0, 2.0]))
+    np.testing.assert_allclose(values, [1.0, 2.0, 3.0])
+
+
+def test_isotonic_fit_matches_the_min_max_formula():
+    # Oracle: the isotonic least-squares fit at sorted point i is max_{a<=i} min_{b>=i} mean(y[a..b]).
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=40)
+    y = (rng.uniform(size=40) < x).astype(float)
+    ys = y[np.argsort(x)]
+    oracle = np.array([max(min(ys[a:b + 1].mean() for b in range(i, 40)) for a in range(i + 1)) for i in range(40)])
+    knots, values = isotonic_fit(x, y)
+    np.testing.assert_allclose(values, np.unique(oracle.round(12)))
+    assert np.all(np.diff(knots) > 0)
+
+
+def _errors(rng, count, along=6.0, cross=1.5):
+    return rng.normal(scale=along, size=count), rng.normal(scale=cross, size=count)
+
+
+def test_covariance_ellipse_holds_95_percent_of_fresh_fixes(tmp_path):
+    rng = np.random.default_rng(1)
+    margins = rng.uniform(0.2, 0.6, size=3000)
+    along, cross = _errors(rng, 3000)
+    calibration = fit_calibration(margins, along, cross, threshold=0.0, correct_m=1e6)
+    fresh_along, fresh_cross = _errors(rng, 20000)
+    headings = rng.uniform(-np.pi, np.pi, size=20000)
+    inside = 0
+    for a, c, heading in zip(fresh_along[:4000], fresh_cross[:4000], headings[:4000]):
+        covariance = calibration.covariance(1.0, heading)
+        offset = np.array([a * np.cos(heading) - c * np.sin(heading), a * np.sin(heading) + c * np.cos(heading)])
+        inside += offset @ np.linalg.solve(covariance, offset) <= CHI2_95
+    assert inside / 4000 == pytest.approx(0.95, abs=0.015)
+    assert calibration.sigma_along_m[0] == pytest.approx(6.0, rel=0.1)
+    save_calibration(calibration, tmp_path)
+    assert load_calibration(tmp_path) == calibration
+
+
+def test_confidence_follows_the_share_of_correct_fixes():
+    rng = np.random.default_rng(2)
+    margins = rng.uniform(0, 0.4, size=4000)
+    wrong = rng.uniform(size=4000) > margins / 0.4  # P(correct) = margin / 0.4
+    along = np.where(wrong, 50.0, rng.normal(scale=2.0, size=4000))
+    calibration = fit_calibration(margins, along, np.zeros(4000), threshold=0.5)
+    for margin in (0.05, 0.2, 0.35):
+        assert calibration.confidence(margin) == pytest.approx(margin / 0.4, abs=0.08)
+    confidences = [calibration.confidence(m) for m in np.linspace(0, 0.5, 50)]
+    assert np.all(np.diff(confidences) >= 0)
+
+
+def test_too_little_data_and_bad_files_are_errors(tmp_path):
+    with pytest.raises(SeqvprError, match="at least 10"):
+        fit_calibration(np.zeros(3), np.zeros(3), np.zeros(3), threshold=0.5)
+    with pytest.raises(SeqvprError, match="equal length"):
+        Calibration(margin_knots=(0.0,), confidence_knots=(0.0, 1.0))
+    (tmp_path / "calibration.yaml").write_text("margin_knots: [0, 1]\nbogus: 1\n")
+    with pytest.raises(SeqvprError, match="bogus"):
+        load_calibration(tmp_path)
