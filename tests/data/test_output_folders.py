@@ -3,7 +3,9 @@ stop with a message naming them, --overwrite rebuilds, and no file of an earlier
 survives beside the new ones."""
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 from seqvpr.cli import main
@@ -83,6 +85,10 @@ def test_pairs_are_written_as_one_set(tiny_world, tmp_path, capsys):
     assert {path.name for path in out.glob("*.csv")} == listed
     assert json.loads((out / "summary.json").read_text()) == summary
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask  # not the staging folder's 0700
+    assert stat.S_IMODE((out / "summary.json").stat().st_mode) == 0o666 & ~mask
     # Other options stop and change nothing; --overwrite rebuilds.
     before = files_of(out)
     assert main(["pairs", str(prepared), "--out", str(out), "--train-fraction", "0.5", "--seed", "5"]) == 2
