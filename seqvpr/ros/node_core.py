@@ -117,10 +117,9 @@ class LocalizationCore:
                                  self.config.heading_stddev_rad)
             )
             self._publish_fix(estimate_to_fix(estimate, header.stamp, header.frame_id, self.types))
-            latency_s = time.monotonic() - frame.received_s
-            with self._lock:
-                self._latencies_s.append(latency_s)
+        latency_s = time.monotonic() - frame.received_s
         with self._lock:
+            self._latencies_s.append(latency_s)
             self._latest = estimate
 
     def counters(self) -> dict[str, int]:
