@@ -34,9 +34,10 @@ independent (a blocking constraint is never implied by the others), and a few ro
 when the DP answer is close: the initial working set holds the knots the DP put within a grid
 spacing of a bound or a vertex (and the pinned ends); wrong guesses are released by step 3.
 
-An item whose iteration count runs out or whose numbers stop being finite keeps the DP answer
-(``status`` says which); :mod:`seqvpr.align.decdtw` then falls back to the grid-tolerance
-active set.
+An item whose iteration count runs out (10 m + 100 rounds) or whose numbers stop being finite
+keeps the DP answer (``status`` says which); :func:`local_optimum` then gives it the active set
+guessed from the grid spacing (:func:`seqvpr.align._implicit.detect_active_set`), and the
+DecDTW layer logs a warning.
 """
 
 from __future__ import annotations
