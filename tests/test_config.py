@@ -117,3 +117,9 @@ def test_every_shipped_config_key_has_a_comment():
                 above = lines[index - 1].strip() if index else ""
                 assert above.startswith("#") or "#" in line or lines[index - 2].lstrip().startswith("#"), (
                     f"{path.name}:{index + 1}: {line.strip()} has no comment")
+
+
+def test_a_written_evaluation_config_reads_back(tmp_path):
+    config = config_from_dict(EvaluationConfig, {"methods": ["gdtw"], "gdtw": {"lam": 0.3, "band": 0.5}})
+    save_config(config, tmp_path / "evaluation.yaml")
+    assert load_config(tmp_path / "evaluation.yaml", EvaluationConfig) == config
