@@ -59,6 +59,8 @@ class FrozenPart(nn.Module):
         self.register_buffer("_std", encoder._pixel_std, persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
+        # The encoder's memory layout, so that features match its own to the last bit.
+        images = images.contiguous(memory_format=torch.channels_last)
         return self.layers((images * self._scale - self._mean) / self._std)
 
     def fingerprint(self) -> str:

@@ -16,9 +16,10 @@ Encoders:
 - ``full``: the paper's NetVLAD-VGG16 (to conv5_3, 64 clusters, 32768-d, 240x180),
   conv5_1..conv5_3 + NetVLAD trained, as in the paper.
 
-Prints median wall seconds per step over ``--steps`` steps (after one warm-up step), the
-uncached/cached ratio, the peak resident memory one step adds (CPU) or the peak CUDA
-memory, and the one-off cost of building the cache.
+Prints median wall and process CPU seconds per step over ``--steps`` steps (after one
+warm-up step; on a shared machine the CPU time is the steadier), the uncached/cached
+ratios, the peak resident memory the first step adds (CPU) or the peak CUDA memory, and
+the one-off cost of building the cache.
 
     python tools/bench/train.py [--configs demo small full] [--steps 3] [--device cpu|cuda]
 """
@@ -111,28 +112,38 @@ def bench(name: str, steps: int, device: torch.device, folder: Path) -> list[str
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
-        memory = _peak_memory_mb(step, device)  # also the warm-up step
-        times = []
-        for _ in range(steps):
-            begin = time.perf_counter()
+        def timed() -> None:
+            begin, cpu = time.perf_counter(), time.process_time()
             step()
-            times.append(time.perf_counter() - begin)
-        results[label] = statistics.median(times)
-        rows.append(f"| {name} | {label} | {results[label]:.2f} | {memory:.0f} |")
-    rows.append(f"| {name} | uncached / cached | {results['uncached'] / results['cached']:.1f}x | "
-                f"(cache built once in {build_s:.1f} s, {len(batch.images)} images) |")
+            walls.append(time.perf_counter() - begin)
+            cpus.append(time.process_time() - cpu)
+
+        walls: list[float] = []
+        cpus: list[float] = []
+        memory = _peak_memory_mb(timed, device)  # the first (warm-up) step
+        if steps:
+            walls.clear()
+            cpus.clear()
+        for _ in range(steps):
+            timed()
+        results[label] = (statistics.median(walls), statistics.median(cpus))
+        rows.append(f"| {name} | {label} | {results[label][0]:.2f} | {results[label][1]:.2f} | {memory:.0f} |")
+    ratios = [results["uncached"][k] / results["cached"][k] for k in (0, 1)]
+    rows.append(f"| {name} | uncached / cached | {ratios[0]:.1f}x | {ratios[1]:.1f}x | "
+                f"cache built once: {build_s:.1f} s for {len(batch.images)} images |")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed steps per variant after one warm-up step (0: time the warm-up step)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     print(machine_line())
-    print("| encoder | frozen features | s / step (median) | peak extra memory (MB) |")
-    print("|---|---|---|---|")
+    print("| encoder | frozen features | wall s / step | CPU s / step | peak extra memory (MB) |")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.configs:
             for row in bench(name, args.steps, torch.device(args.device), Path(folder)):
