@@ -171,3 +171,10 @@ def test_nan_loss_stops_naming_the_step_and_keeps_best(pairs_world, tmp_path, ca
     for name in ("best.pt", "last.pt"):  # nothing written at or after the bad step
         path = tmp_path / "run" / name
         assert not path.exists() or torch.load(path, weights_only=True)["training"]["step"] < step
+
+
+def test_resume_needs_a_run_folder_and_a_new_run_needs_its_inputs(tmp_path, capsys):
+    assert main(["finetune", "--resume", str(tmp_path)]) == 2
+    assert f"cannot resume {tmp_path}: no seqvpr-options.yaml there" in capsys.readouterr().err
+    assert main(["finetune", "--out", str(tmp_path / "run")]) == 2
+    assert "missing --train, --val, --traverses, --model (or --resume RUN)" in capsys.readouterr().err
