@@ -98,12 +98,23 @@ def perform(score, tempo_map: Alignment, rng: np.random.Generator, program: int 
     return performance
 
 
-def with_program(midi, program: int, velocity: int | None = None):
-    """A copy of ``midi`` with every voice on one MIDI program (and optionally one velocity)."""
+def with_program(midi, program: int, velocity: int | None = None, merge: bool = False):
+    """A copy of ``midi`` with every voice on one MIDI program (and optionally one velocity).
+
+    With ``merge`` all voices become one instrument, which fluidsynth renders in one pass
+    instead of one pass per voice (same sound, except that a unison of two voices is
+    released when the first of them ends).
+    """
     midi = copy.deepcopy(midi)
     for instrument in midi.instruments:
         instrument.program = program
         if velocity is not None:
             for note in instrument.notes:
                 note.velocity = velocity
+    if merge and len(midi.instruments) > 1:
+        first = midi.instruments[0]
+        for instrument in midi.instruments[1:]:
+            first.notes += instrument.notes
+        first.notes.sort(key=lambda note: (note.start, note.pitch))
+        midi.instruments = [first]
     return midi

@@ -3,8 +3,8 @@ r"""Whole-piece audio-to-score alignment: coarse DTW, then GDTW refined in overl
 ``align_piece(score, performance)`` aligns a score file (MIDI, MusicXML, kern, ABC) to a
 recording of it (any format libsndfile reads: wav, flac, ogg, ...):
 
-1. **Features.** The score is synthesised at its nominal tempo (as in the training data)
-   and both recordings are turned into base features (:mod:`seqvpr.audio.features`),
+1. **Features.** The score is synthesised at its nominal tempo (as in the training data,
+   all voices in one fluidsynth pass) and both recordings are turned into base features (:mod:`seqvpr.audio.features`),
    optionally embedded by a trained :class:`~seqvpr.audio.model.AudioEncoder`.
 2. **Coarse DTW.** Both sequences are average-pooled by ``coarse_factor`` frames
    (re-normalised) and aligned end to end by classic DTW: a global path that cannot get
@@ -245,7 +245,7 @@ def align_piece(score_path: str | Path, performance_path: str | Path, config: Pi
     kind = model.features if model is not None else config.features
     lam = config.lam if config.lam is not None else (model.lam if model is not None else PAPER_LAMBDA[kind])
     feature_config = FeatureConfig(config.sample_rate, config.hop_length)
-    score_audio = synthesize(with_program(score, 0, velocity=80), config.sample_rate, config.soundfont)
+    score_audio = synthesize(with_program(score, 0, velocity=80, merge=True), config.sample_rate, config.soundfont)
     score_values = compute_features(score_audio, config.sample_rate, kind, feature_config).values
     performance_values = compute_features(audio, rate, kind, feature_config).values
     if model is not None:

@@ -94,7 +94,7 @@ def main() -> None:
         return
     from seqvpr.audio.peer import synctoolbox_align
 
-    score_audio = synthesize(with_program(score, 0, velocity=80), rate)
+    score_audio = synthesize(with_program(score, 0, velocity=80, merge=True), rate)
     start = time.perf_counter()
     peer = synctoolbox_align(score_audio, performance, rate)
     peer_s = time.perf_counter() - start
