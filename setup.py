@@ -61,7 +61,13 @@ setup(
         ],
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "tslearn>=0.6"],
     },
-    entry_points={"console_scripts": ["seqvpr=seqvpr.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "seqvpr=seqvpr.cli:main",
+            "seqvpr-ros2=seqvpr.ros.ros2_node:main",
+            "seqvpr-ros1=seqvpr.ros.ros1_node:main",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
