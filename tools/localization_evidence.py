@@ -1,8 +1,9 @@
 """Evidence for the streaming localizer on the synthetic world (no oracle windows).
 
 Builds (or reuses) a synthetic world, the demo's untrained encoder and a map of the
-reference (survey) traverse; calibrates confidence and covariance on the validation query
-traverse; then, on every test query traverse:
+reference (survey) traverse; calibrates confidence and covariance on the validation split
+(every query traverse's keyframes on the first half of the route: the geographic split
+``seqvpr pairs`` makes); then, on the test split (the second half) of every query traverse:
 
 - accuracy of the published keyframe fixes at 2/3/5/10 m and the wrong-fix rate (> 10 m),
   beside oracle-window Base (G) on the same keyframes (the query aligned to its true
@@ -29,9 +30,9 @@ from seqvpr.cli import main as seqvpr
 from seqvpr.data.traverse import find_traverses
 from seqvpr.extraction import encode_images
 from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
-from seqvpr.localization.calibration import save_calibration
+from seqvpr.localization.calibration import Calibration, save_calibration
 from seqvpr.localization.plots import plot_reliability
-from seqvpr.localization.validation import calibrate, keyframe_attempts, oracle_errors, reliability
+from seqvpr.localization.validation import Attempts, calibrate, keyframe_attempts, oracle_errors, reliability
 from seqvpr.vpr import load_encoder
 
 CONDITIONS = "overcast,sunny,snow,dusk,night"
@@ -43,8 +44,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--length-m", type=float, default=1000.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-condition", default="dusk")
+    parser.add_argument("--split", type=float, default=0.5,
+                        help="keyframes past this fraction of the route are the test split (default 0.5)")
     args = parser.parse_args()
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
     started = time.perf_counter()
     raw, prepared = args.out / "raw", args.out / "prepared"
     if not prepared.is_dir():
@@ -63,58 +70,65 @@ def main() -> None:
     encoder = load_encoder(model).eval()
     descriptors = {}
     for query in queries:
-        values, _, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
-        descriptors[query.name] = values
+        cache = args.out / "descriptors" / f"{query.name}.npy"
+        if not cache.is_file():
+            values, _, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
+            cache.parent.mkdir(exist_ok=True)
+            np.save(cache, values)
+        descriptors[query.name] = np.load(cache)
     config = LocalizerConfig()
-    validation = [q for q in queries if q.condition == args.val_condition]
-    tests = [q for q in queries if q.condition != args.val_condition]
-    val_attempts = keyframe_attempts(reference_map, validation, [descriptors[q.name] for q in validation], config)
-    calibration = calibrate(val_attempts, config.confidence_threshold)
+    # Geographic split, as the pairs builder makes it: keyframes whose truth lies on the first
+    # half of the route are the validation split, the second half the test split.
+    track = np.asarray(reference_map.positions)
+    fraction = reference_map.path_length_m / reference_map.path_length_m[-1]
+
+    def region(attempts):
+        nearest = np.argmin(np.linalg.norm(attempts.truths[:, None] - track[None], axis=2), axis=1)
+        return fraction[nearest] >= args.split
+
+    uncalibrated = Attempts.concatenate([keyframe_attempts(reference_map, [q], [descriptors[q.name]], config,
+                                                           Calibration()) for q in queries])
+    validation = uncalibrated.select(~region(uncalibrated))
+    calibration = calibrate(validation, config.confidence_threshold)
     save_calibration(calibration, map_dir)
-    report = {"reference": reference.name, "validation": [q.name for q in validation], "calibration": {
-        "validation": reliability(val_attempts, calibration, config.confidence_threshold)}}
-    plot_reliability(args.out / "reliability_val.png", report["calibration"]["validation"], "validation (dusk)")
-    all_test = []
+    report = {"reference": reference.name, "split": args.split,
+              "calibration": {"validation": reliability(validation, calibration, config.confidence_threshold)}}
+    plot_reliability(args.out / "reliability_val.png", report["calibration"]["validation"], "validation split")
+    tested = []
     report["tests"] = {}
-    for query in tests:
+    for query in queries:
         attempts = keyframe_attempts(reference_map, [query], [descriptors[query.name]], config, calibration)
-        all_test.append(attempts)
-        published = attempts.published
-        errors = attempts.errors_m[published]
-        oracle = oracle_errors(reference_map, query, descriptors[query.name],
-                               [t for t, p in zip(attempts.query_times, published) if p], config)
-        report["tests"][query.name] = {
-            "condition": query.condition,
-            "keyframes": int(len(attempts.margins)),
-            "fixes": int(published.sum()),
-            "availability": float(published.mean()) if len(published) else None,
-            "streaming_accuracy": {f"{t:g}m": float((errors <= t).mean()) if errors.size else None
-                                   for t in THRESHOLDS},
-            "oracle_base_g_accuracy": {f"{t:g}m": float((oracle <= t).mean()) if oracle.size else None
-                                       for t in THRESHOLDS},
-            "wrong_fix_rate": float((errors > 10).mean()) if errors.size else None,
-            "coverage_95": reliability(attempts, calibration, config.confidence_threshold)["coverage_95"],
-        }
-    merged = _merge(all_test)
+        attempts = attempts.select(region(attempts))
+        tested.append(attempts)
+        report["tests"][query.name] = _scores(reference_map, query, descriptors[query.name], attempts, config,
+                                              calibration)
+    merged = Attempts.concatenate(tested)
     report["calibration"]["test"] = reliability(merged, calibration, config.confidence_threshold)
-    plot_reliability(args.out / "reliability_test.png", report["calibration"]["test"], "test queries")
-    report["kidnap"] = _kidnap(reference_map, tests[0], descriptors[tests[0].name], config)
-    report["unknown_route"] = _unknown_route(reference_map, tests[0], descriptors[tests[0].name], config,
+    plot_reliability(args.out / "reliability_test.png", report["calibration"]["test"], "test split")
+    report["kidnap"] = _kidnap(reference_map, queries[0], descriptors[queries[0].name], config)
+    report["unknown_route"] = _unknown_route(reference_map, queries[0], descriptors[queries[0].name], config,
                                              args.out / "head_map")
     report["seconds"] = time.perf_counter() - started
     (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
-def _merge(parts):
-    from seqvpr.localization.validation import Attempts
-
-    fields = {}
-    for name in ("traverse", "stamps", "margins", "positions", "headings", "truths", "published", "covariances",
-                 "confidences"):
-        fields[name] = np.concatenate([getattr(p, name) for p in parts])
-    fields["query_times"] = [t for p in parts for t in p.query_times]
-    return Attempts(**fields)
+def _scores(reference_map, query, values, attempts, config, calibration):
+    published = attempts.published
+    errors = attempts.errors_m[published]
+    oracle = oracle_errors(reference_map, query, values, [t for t, p in zip(attempts.query_times, published) if p],
+                           config)
+    return {
+        "condition": query.condition,
+        "keyframes": int(len(published)),
+        "fixes": int(published.sum()),
+        "availability": float(published.mean()) if len(published) else None,
+        "streaming_accuracy": {f"{t:g}m": float((errors <= t).mean()) if errors.size else None for t in THRESHOLDS},
+        "oracle_base_g_accuracy": {f"{t:g}m": float((oracle <= t).mean()) if oracle.size else None
+                                   for t in THRESHOLDS},
+        "wrong_fix_rate": float((errors > 10).mean()) if errors.size else None,
+        "coverage_95": reliability(attempts, calibration, config.confidence_threshold)["coverage_95"],
+    }
 
 
 def _kidnap(reference_map, query, values, config):

@@ -117,26 +117,30 @@ def fit_calibration(
             frame of the estimated heading), shape (F,).
         errors_cross_m: signed cross-track error, shape (F,).
         threshold: confidence threshold at which fixes are published; the covariance is
-            fitted on fixes at or above it.
+            fitted on fixes at or above it (on the ``min_per_bin`` most confident attempts
+            when fewer reach it).
         correct_m: a fix within this distance counts as correct.
         bins: confidence bins of the covariance (fewer when there are few fixes).
         min_per_bin: smallest number of published fixes per bin.
 
     Raises:
-        SeqvprError: too few fixes to fit.
+        SeqvprError: fewer than 10 attempts, or fewer than ``min_per_bin``.
     """
     margins = np.asarray(margins, float)
     along, cross = np.asarray(errors_along_m, float), np.asarray(errors_cross_m, float)
-    if len(margins) < 10:
-        raise SeqvprError(f"calibration needs at least 10 attempted fixes, got {len(margins)}")
+    if len(margins) < max(10, min_per_bin):
+        raise SeqvprError(f"calibration needs at least {max(10, min_per_bin)} attempted fixes, got {len(margins)}")
     correct = np.hypot(along, cross) <= correct_m
     knots, values = isotonic_fit(margins, correct.astype(float))
     calibration = Calibration(tuple(knots.tolist()), tuple(values.tolist()), correct_m=correct_m)
     confidence = np.array([calibration.confidence(m) for m in margins])
     published = confidence >= threshold
+    if published.sum() < min_per_bin:
+        # Too few fixes reach the threshold to fit a covariance on: use the most confident
+        # attempts instead (the errors of fixes just below the threshold are, if anything, larger).
+        published = np.zeros(len(margins), dtype=bool)
+        published[np.argsort(-confidence, kind="stable")[:min_per_bin]] = True
     count = int(published.sum())
-    if count < max(10, min_per_bin // 3):
-        raise SeqvprError(f"calibration: only {count} fixes reach confidence {threshold}; need more validation data")
     bins = max(1, min(bins, count // min_per_bin))
     quantiles = np.quantile(confidence[published], np.linspace(0, 1, bins + 1)[1:-1])
     edges = np.unique(np.concatenate([[0.0], quantiles, [1.0]]))

@@ -57,6 +57,21 @@ class Attempts:
     def errors_m(self) -> np.ndarray:
         return np.hypot(*(self.positions - self.truths).T)
 
+    def select(self, keep: np.ndarray) -> Attempts:
+        """The attempts where the boolean mask ``keep`` (K,) is true."""
+        fields = {name: getattr(self, name)[keep] for name in ("traverse", "stamps", "margins", "positions",
+                                                                "headings", "truths", "published", "covariances",
+                                                                "confidences")}
+        return Attempts(**fields, query_times=[t for t, k in zip(self.query_times, keep) if k])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Attempts]) -> Attempts:
+        """One :class:`Attempts` holding all of ``parts``."""
+        fields = {name: np.concatenate([getattr(p, name) for p in parts])
+                  for name in ("traverse", "stamps", "margins", "positions", "headings", "truths", "published",
+                               "covariances", "confidences")}
+        return Attempts(**fields, query_times=[t for p in parts for t in p.query_times])
+
     def along_cross(self) -> tuple[np.ndarray, np.ndarray]:
         """Truth minus estimate along and across the estimate's heading, metres."""
         delta = self.truths - self.positions

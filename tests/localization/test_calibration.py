@@ -73,7 +73,7 @@ def test_confidence_follows_the_share_of_correct_fixes():
 
 
 def test_too_little_data_and_bad_files_are_errors(tmp_path):
-    with pytest.raises(SeqvprError, match="at least 10"):
+    with pytest.raises(SeqvprError, match="at least 30"):
         fit_calibration(np.zeros(3), np.zeros(3), np.zeros(3), threshold=0.5)
     with pytest.raises(SeqvprError, match="equal length"):
         Calibration(margin_knots=(0.0,), confidence_knots=(0.0, 1.0))
