@@ -73,8 +73,9 @@ class Estimate:
         covariance: (2, 2) position covariance in (easting, northing), m^2.
         confidence: probability in [0, 1] that the fix is correct (within the
             calibration's ``correct_m``); 0 without a fix attempt.
-        traverse: the matched reference traverse.
-        reference_time_s: the matched time on it.
+        traverse: the matched reference traverse (on a LOST keyframe: the best window's,
+            not published as a fix).
+        reference_time_s: the matched time on it (likewise).
         latency_s: wall time ``update`` took for this frame.
         is_keyframe: whether this frame was a keyframe (a fresh alignment).
     """
@@ -151,6 +152,7 @@ class StreamingLocalizer:
         self._status = Status.INITIALIZING
         self._fix: _Fix | None = None
         self._since_global = 0
+        self._last_margin = 0.0
 
     @classmethod
     def from_map(
@@ -387,7 +389,7 @@ class StreamingLocalizer:
     @property
     def last_margin(self) -> float:
         """The margin 1 - c1/c2 of the last alignment (what the calibration maps)."""
-        return getattr(self, "_last_margin", 0.0)
+        return self._last_margin
 
     def _search_new_keyframes(self) -> None:
         pending = [keyframe for keyframe in self._keyframes if keyframe.rows is None]
