@@ -96,6 +96,7 @@ def test_gradients_match_an_exact_solve_full_25(dim):
         ("full 100->100 smooth D=128", "smooth", 100, 100, 128, False, range(2), None),
         ("full 400->400 smooth D=16", "smooth", 400, 400, 16, False, range(1), None),
         ("full 400->400 smooth D=128", "smooth", 400, 400, 128, False, range(1, 2), None),
+        ("subsequence 256->282 smooth D=16 M=512", "smooth", 282, 256, 16, True, range(2, 3), 512),
         ("subsequence 256->282 smooth D=128 M=512", "smooth", 282, 256, 128, True, range(2), 512),
         ("subsequence 256->282 descriptors D=128 M=512", "descriptors", 282, 256, 128, True, range(1), 512),
     ],
