@@ -305,7 +305,8 @@ def build_map(
     Frames closer than ``config.reference_spacing_m`` of path to the previous kept one are
     left out. Each traverse's descriptors are kept in ``out/partial/<name>.npz`` (a descriptors
     file tagged with the encoder fingerprint) until the map is written, so an interrupted
-    build resumes where it stopped.
+    build resumes where it stopped; a complete map of the same traverses and encoder is
+    returned as it is.
 
     Args:
         traverse_dirs: prepared traverse folders (``traverse.csv``), all in one UTM zone.
@@ -342,6 +343,13 @@ def build_map(
         raise SeqvprError(f"map traverses must share one UTM zone, got {sorted(zones)}")
     encoder = load_encoder(model).to(config.device).eval()
     fingerprint = encoder_fingerprint(encoder)
+    if (Path(out) / MAP_YAML).is_file():
+        existing = load_map(out)
+        if existing.fingerprint == fingerprint and [t.name for t in existing.traverses] == [
+            t.name for t in traverses
+        ] and [t.frames for t in existing.traverses] == [len(t) for t in traverses]:
+            LOGGER.info("map %s is complete; nothing to do", out)
+            return existing
     partial = Path(out) / "partial"
     parts = []
     for traverse in traverses:
