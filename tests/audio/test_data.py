@@ -1,6 +1,5 @@
 """Tempo maps, performances, synthesis, features and the data builder."""
 
-import csv
 
 import numpy as np
 import pytest

@@ -102,5 +102,7 @@ def test_bad_scores_get_clear_errors(tmp_path, tiny_data):
     kern.write_text("**kern\n*M4/4\n=1\nthis is not kern\n*-\n")
     with pytest.raises(SeqvprError, match="bad.krn"):
         align_piece(kern, performance)
+    pdf = tmp_path / "score.pdf"
+    pdf.write_text("%PDF")
     with pytest.raises(SeqvprError, match="unknown score format"):
-        align_piece(tmp_path / "score.pdf" if (tmp_path / "score.pdf").write_text("x") else None, performance)
+        align_piece(pdf, performance)
