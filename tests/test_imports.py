@@ -11,7 +11,7 @@ FORBIDDEN = ("rospy", "rclpy", "faiss", "cv2", "librosa", "torchvision", "rosbag
 
 @pytest.mark.parametrize(
     "module", ["seqvpr", "seqvpr.align", "seqvpr.cli", "seqvpr.vpr", "seqvpr.data", "seqvpr.evaluation",
-               "seqvpr.localization"]
+               "seqvpr.localization", "seqvpr.audio"]
 )
 def test_import_loads_no_optional_dependency(module):
     code = (
