@@ -104,6 +104,7 @@ def main() -> None:
                                               calibration)
     merged = Attempts.concatenate(tested)
     report["calibration"]["test"] = reliability(merged, calibration, config.confidence_threshold)
+    report["threshold_sweep"] = _sweep(reference_map, queries, descriptors, merged, calibration, config)
     plot_reliability(args.out / "reliability_test.png", report["calibration"]["test"], "test split")
     report["kidnap"] = _kidnap(reference_map, queries[0], descriptors[queries[0].name], config)
     report["unknown_route"] = _unknown_route(reference_map, queries[0], descriptors[queries[0].name], config,
@@ -111,6 +112,35 @@ def main() -> None:
     report["seconds"] = time.perf_counter() - started
     (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+
+
+def _sweep(reference_map, queries, descriptors, attempts, calibration, config):
+    """Test-split keyframes by confidence threshold: availability, wrong fixes, streaming vs oracle.
+
+    Confidences are the calibrated ones of each attempt's margin (the replay behind the
+    attempts ran at the default threshold, which only changes how often it tracks).
+    """
+    by_name = {q.name: q for q in queries}
+    oracle = np.concatenate([
+        oracle_errors(reference_map, by_name[name], descriptors[name],
+                      [t for t, n in zip(attempts.query_times, attempts.traverse) if n == name], config)
+        for name in dict.fromkeys(attempts.traverse)])
+    order = np.concatenate([np.flatnonzero(attempts.traverse == name) for name in dict.fromkeys(attempts.traverse)])
+    errors, oracle_sorted = attempts.errors_m[order], oracle
+    confidence = np.array([calibration.confidence(m) for m in attempts.margins])[order]
+    rows = []
+    for threshold in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+        chosen = confidence >= threshold
+        rows.append({
+            "threshold": threshold, "keyframes": int(len(chosen)), "fixes": int(chosen.sum()),
+            "availability": float(chosen.mean()),
+            "wrong_fix_rate": float((errors[chosen] > 10).mean()) if chosen.any() else None,
+            "streaming_acc10": float((errors[chosen] <= 10).mean()) if chosen.any() else None,
+            "oracle_acc10": float((oracle_sorted[chosen] <= 10).mean()) if chosen.any() else None,
+            "streaming_acc5": float((errors[chosen] <= 5).mean()) if chosen.any() else None,
+            "oracle_acc5": float((oracle_sorted[chosen] <= 5).mean()) if chosen.any() else None,
+        })
+    return rows
 
 
 def _scores(reference_map, query, values, attempts, config, calibration):

@@ -6,14 +6,17 @@ from the best one's. The margin ``1 - c1 / c2`` is 0 when another place explains
 as well, and approaches 1 when nothing else comes close. A :class:`Calibration` maps the
 margin to the probability that the fix is within ``correct_m`` of the truth: a monotone
 (isotonic, pool-adjacent-violators) fit of "fix correct" against the margin on validation
-fixes, read off by linear interpolation between its knots.
+fixes, each pooled block shrunk towards the overall share correct by 10 pseudo-samples (a
+handful of lucky high-margin fixes must not claim certainty), read off by linear
+interpolation between its knots.
 
 **Covariance.** Position errors of a sequence fix are mostly along the track (where along
 the street the query sits), less across it. The covariance is
 ``R(heading) diag(sigma_along^2, sigma_cross^2) R(heading)^T``, with the two deviations
-fitted per confidence bin on validation fixes and scaled so that the 95 % ellipse
-(Mahalanobis distance^2 <= 5.991, the chi-square 2-dof 95 % quantile) holds the true
-position in 95 % of that bin's published fixes.
+fitted per confidence bin on correct validation fixes (within ``correct_m``; the confidence
+accounts for the others) and scaled so that the 95 % ellipse (Mahalanobis distance^2 <=
+5.991, the chi-square 2-dof 95 % quantile) holds the true position in 95 % of them. Over
+all published fixes the ellipse then holds 95 % x (1 - wrong-fix rate).
 """
 
 from __future__ import annotations
@@ -78,8 +81,15 @@ class Calibration:
         return rotation @ np.diag([along**2, cross**2]) @ rotation.T
 
 
-def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def isotonic_fit(x: np.ndarray, y: np.ndarray, prior_strength: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Non-decreasing least-squares fit of y on x (pool adjacent violators).
+
+    Args:
+        x, y: samples, shape (n,).
+        prior_strength: with s > 0, each pooled block's mean is shrunk towards the overall
+            mean as if s more samples at the overall mean were in it, (sum + s mean) /
+            (count + s), so that a few lucky samples at the top do not reach 1; the result
+            is made non-decreasing again by a running maximum from the bottom.
 
     Returns:
         knots (mean x of each pooled block) and the fitted value of each block.
@@ -95,8 +105,9 @@ def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             blocks[-1][1] += count
             blocks[-1][2] += x_sum
     knots = np.array([b[2] / b[1] for b in blocks])
-    values = np.array([b[0] / b[1] for b in blocks])
-    return knots, values
+    mean = float(ys.mean())
+    values = np.array([(b[0] + prior_strength * mean) / (b[1] + prior_strength) for b in blocks])
+    return knots, np.maximum.accumulate(values)
 
 
 def fit_calibration(
@@ -108,6 +119,7 @@ def fit_calibration(
     correct_m: float = 10.0,
     bins: int = 3,
     min_per_bin: int = 30,
+    prior_strength: float = 10.0,
 ) -> Calibration:
     """Fit a :class:`Calibration` to validation fixes.
 
@@ -117,11 +129,13 @@ def fit_calibration(
             frame of the estimated heading), shape (F,).
         errors_cross_m: signed cross-track error, shape (F,).
         threshold: confidence threshold at which fixes are published; the covariance is
-            fitted on fixes at or above it (on the ``min_per_bin`` most confident attempts
-            when fewer reach it).
+            fitted on the correct fixes (within ``correct_m``) at or above it, or on the
+            ``min_per_bin`` most confident correct attempts when fewer reach it.
         correct_m: a fix within this distance counts as correct.
         bins: confidence bins of the covariance (fewer when there are few fixes).
         min_per_bin: smallest number of published fixes per bin.
+        prior_strength: pseudo-samples at the overall share correct added to every block
+            of the isotonic fit (see :func:`isotonic_fit`).
 
     Raises:
         SeqvprError: fewer than 10 attempts, or fewer than ``min_per_bin``.
@@ -131,15 +145,19 @@ def fit_calibration(
     if len(margins) < max(10, min_per_bin):
         raise SeqvprError(f"calibration needs at least {max(10, min_per_bin)} attempted fixes, got {len(margins)}")
     correct = np.hypot(along, cross) <= correct_m
-    knots, values = isotonic_fit(margins, correct.astype(float))
+    knots, values = isotonic_fit(margins, correct.astype(float), prior_strength)
     calibration = Calibration(tuple(knots.tolist()), tuple(values.tolist()), correct_m=correct_m)
     confidence = np.array([calibration.confidence(m) for m in margins])
-    published = confidence >= threshold
+    # The covariance describes a correct fix (the confidence says how likely that is): it is
+    # fitted on published fixes within correct_m, or, when fewer than min_per_bin of those
+    # exist, on the min_per_bin most confident correct attempts.
+    published = (confidence >= threshold) & correct
     if published.sum() < min_per_bin:
-        # Too few fixes reach the threshold to fit a covariance on: use the most confident
-        # attempts instead (the errors of fixes just below the threshold are, if anything, larger).
+        ranked = np.flatnonzero(correct)[np.argsort(-confidence[correct], kind="stable")]
+        if len(ranked) < 10:
+            raise SeqvprError(f"calibration: only {len(ranked)} attempts within {correct_m} m; need at least 10")
         published = np.zeros(len(margins), dtype=bool)
-        published[np.argsort(-confidence, kind="stable")[:min_per_bin]] = True
+        published[ranked[:min_per_bin]] = True
     count = int(published.sum())
     bins = max(1, min(bins, count // min_per_bin))
     quantiles = np.quantile(confidence[published], np.linspace(0, 1, bins + 1)[1:-1])

@@ -46,7 +46,7 @@ def test_covariance_ellipse_holds_95_percent_of_fresh_fixes(tmp_path):
     rng = np.random.default_rng(1)
     margins = rng.uniform(0.2, 0.6, size=3000)
     along, cross = _errors(rng, 3000)
-    calibration = fit_calibration(margins, along, cross, threshold=0.0, correct_m=1e6)
+    calibration = fit_calibration(margins, along, cross, threshold=0.0, correct_m=1e6)  # every fix correct
     fresh_along, fresh_cross = _errors(rng, 20000)
     headings = rng.uniform(-np.pi, np.pi, size=20000)
     inside = 0
