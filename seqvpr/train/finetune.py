@@ -38,8 +38,9 @@ from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
 from seqvpr.errors import SeqvprError
 from seqvpr.train.frozen import FrozenFeatures, encoder_payload, split_encoder
+from seqvpr.train.distributed import Distributed, setup_distributed, teardown_distributed
 from seqvpr.train.run import (
-    Distributed, LoopConfig, RunFolder, TrainingResult, TrainingTask, open_run, setup_distributed, teardown_distributed, train,
+    LoopConfig, RunFolder, TrainingResult, TrainingTask, open_run, train,
 )
 from seqvpr.vpr.weights import load_encoder
 from seqvpr.vpr.localize import LocalizerConfig, localize

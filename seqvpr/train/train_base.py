@@ -35,8 +35,9 @@ from seqvpr.data.pair_files import route_splits
 from seqvpr.data.traverse import Traverse, find_traverses
 from seqvpr.errors import SeqvprError
 from seqvpr.train.frozen import FrozenFeatures, TrainablePart, encoder_payload, split_encoder
+from seqvpr.train.distributed import setup_distributed, teardown_distributed
 from seqvpr.train.run import (
-    LoopConfig, TrainingResult, TrainingTask, open_run, setup_distributed, teardown_distributed, train,
+    LoopConfig, TrainingResult, TrainingTask, open_run, train,
 )
 from seqvpr.vpr._faiss import import_faiss
 from seqvpr.vpr.weights import load_encoder
