@@ -84,3 +84,43 @@ def test_errors_are_one_line(world, tmp_path, capsys):
     assert main(["bag", "export", str(world.queries[0].root), "--format", "mcap", "--out",
                  str(world.queries[0].root)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_map_calibrate_writes_a_calibration_the_localizer_reads(world, tmp_path, capsys):
+    import shutil
+
+    from seqvpr.localization import StreamingLocalizer
+
+    map_dir = tmp_path / "map"
+    shutil.copytree(world.map_dir, map_dir)
+    assert main(["map", "calibrate", str(map_dir), *(str(q.root) for q in world.queries),
+                 "--model", str(world.model)]) == 0
+    assert "keyframe alignments" in capsys.readouterr().out
+    report = json.loads((map_dir / "calibration_report.json").read_text())
+    assert report["attempts"] > 100 and sum(b["count"] for b in report["bins"]) == report["attempts"]
+    assert (map_dir / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    calibration = StreamingLocalizer.from_map(map_dir).calibration
+    assert calibration.fixes == report["attempts"]
+    assert list(calibration.confidence_knots) == sorted(calibration.confidence_knots)
+    assert main(["map", "calibrate", str(map_dir), str(world.reference.root), "--model", str(world.model)]) == 2
+    assert "is in the map" in capsys.readouterr().err
+
+
+def test_localize_a_traverse_from_its_descriptors_file(world, short_query, query_descriptors, tmp_path):
+    from seqvpr.extraction import DescriptorFile, write_descriptor_file
+    from seqvpr.localization import load_map
+
+    source = world.queries[0]
+    path = write_descriptor_file(tmp_path / "q.npz", DescriptorFile(
+        times=source.times_s, values=query_descriptors[source.name],
+        image_names=np.asarray(source.image_paths, dtype=str),
+        metadata={"encoder_fingerprint": load_map(world.map_dir).fingerprint}))
+    with_model, with_file = tmp_path / "a", tmp_path / "b"
+    assert main(["localize", str(world.map_dir), str(short_query.root), "--model", str(world.model),
+                 "--out", str(with_model), "--no-progress"]) == 0
+    assert main(["localize", str(world.map_dir), str(short_query.root), "--descriptors", str(path),
+                 "--out", str(with_file), "--no-progress"]) == 0
+    rows = [list(csv.DictReader((folder / "estimates.csv").open())) for folder in (with_model, with_file)]
+    assert [r["status"] for r in rows[0]] == [r["status"] for r in rows[1]]
+    np.testing.assert_allclose([float(r["error_m"] or "nan") for r in rows[0]],
+                               [float(r["error_m"] or "nan") for r in rows[1]], atol=0.05, equal_nan=True)
