@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from seqvpr.localization import MapConfig, build_map
 
     config = MapConfig(reference_spacing_m=args.reference_spacing_m, exact_max_frames=args.exact_max_frames,
-                       large_index=args.large_index, nlist=args.nlist, nprobe=args.nprobe, pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size,
-                       device=args.device)
+                       large_index=args.large_index, nlist=args.nlist, nprobe=args.nprobe,
+                       pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size, device=args.device)
     if not args.model.is_file():
         raise SeqvprError(f"map build: no such checkpoint file {args.model}")
     for traverse in args.traverses:

@@ -111,9 +111,11 @@ def test_unsupported_encodings_empty_topics_and_corrupt_images(tmp_path, short_t
     with pytest.raises(SeqvprError, match="CompressedImage format 'tiff' is not supported"):
         bag_frames(path, "/cam", zone)
     # Damaged data are not errors: they come back empty and the localizer counts them.
-    path = _bag_with(tmp_path, "bad", [("/cam", "sensor_msgs/msg/CompressedImage", compressed("jpeg", b"\xff\xd8junk"))])
+    path = _bag_with(tmp_path, "bad",
+                     [("/cam", "sensor_msgs/msg/CompressedImage", compressed("jpeg", b"\xff\xd8junk"))])
     assert bag_frames(path, "/cam", zone)[0].image.shape == (0, 0, 3)
-    path = _bag_with(tmp_path, "short", [("/cam", "sensor_msgs/msg/Image", _image("rgb8", data=np.zeros(5, np.uint8)))])
+    path = _bag_with(tmp_path, "short",
+                     [("/cam", "sensor_msgs/msg/Image", _image("rgb8", data=np.zeros(5, np.uint8)))])
     assert bag_frames(path, "/cam", zone)[0].image.shape == (0, 0, 3)
 
 
