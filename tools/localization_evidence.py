@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--length-m", type=float, default=1000.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lam", type=float, help="GDTW lambda (default: LocalizerConfig's)")
     parser.add_argument("--split", type=float, default=0.5,
                         help="keyframes past this fraction of the route are the test split (default 0.5)")
     args = parser.parse_args()
@@ -76,7 +77,7 @@ def main() -> None:
             cache.parent.mkdir(exist_ok=True)
             np.save(cache, values)
         descriptors[query.name] = np.load(cache)
-    config = LocalizerConfig()
+    config = LocalizerConfig() if args.lam is None else LocalizerConfig(lam=args.lam)
     # Geographic split, as the pairs builder makes it: keyframes whose truth lies on the first
     # half of the route are the validation split, the second half the test split.
     track = np.asarray(reference_map.positions)
@@ -91,7 +92,8 @@ def main() -> None:
     validation = uncalibrated.select(~region(uncalibrated))
     calibration = calibrate(validation, config.confidence_threshold)
     save_calibration(calibration, map_dir)
-    report = {"reference": reference.name, "split": args.split,
+    report = {"reference": reference.name, "split": args.split, "lam": config.lam,
+              "validation_acc10_all_keyframes": float((validation.errors_m <= 10).mean()),
               "calibration": {"validation": reliability(validation, calibration, config.confidence_threshold)}}
     plot_reliability(args.out / "reliability_val.png", report["calibration"]["validation"], "validation split")
     tested = []
