@@ -123,3 +123,9 @@ def test_a_written_evaluation_config_reads_back(tmp_path):
     config = config_from_dict(EvaluationConfig, {"methods": ["gdtw"], "gdtw": {"lam": 0.3, "band": 0.5}})
     save_config(config, tmp_path / "evaluation.yaml")
     assert load_config(tmp_path / "evaluation.yaml", EvaluationConfig) == config
+
+
+def test_shipped_demo_config_loads_as_the_defaults():
+    from seqvpr.cli.demo import DemoOptions
+
+    assert load_config(CONFIG_DIR / "demo.yaml", DemoOptions) == DemoOptions()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 NAME = "demo"
@@ -45,19 +46,38 @@ DEMO_CONDITIONS = ("overcast", "sunny", "snow", "night")
 INIT_IMAGES = 150
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """Options of ``seqvpr demo`` (``config/demo.yaml`` documents every key)."""
+
+    seed: int = 0
+    length_m: float = 1000.0
+    width: int = 240
+    height: int = 180
+    workers: int = 2
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output/)")
-    parser.add_argument("--seed", type=int, default=0, help="world, pairs and encoder seed (default 0)")
-    parser.add_argument("--length-m", type=float, default=1000.0, help="route length in metres (default 1000)")
-    parser.add_argument("--width", type=int, default=240, help="rendered image width (default 240)")
-    parser.add_argument("--height", type=int, default=180, help="rendered image height (default 180)")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering traverses (default 2)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="options from a YAML file (see config/demo.yaml); flags given win")
+    parser.add_argument("--seed", type=int, default=None, help="world, pairs and encoder seed (default 0)")
+    parser.add_argument("--length-m", type=float, default=None, help="route length in metres (default 1000)")
+    parser.add_argument("--width", type=int, default=None, help="rendered image width (default 240)")
+    parser.add_argument("--height", type=int, default=None, help="rendered image height (default 180)")
+    parser.add_argument("--workers", type=int, default=None, help="processes rendering traverses (default 2)")
     parser.add_argument("--signals", action="store_true", help="the quick signal-alignment demo instead")
 
 
 def run(args: argparse.Namespace) -> int:
+    from seqvpr.config import options_config
+
+    options = options_config(DemoOptions, args.config, {
+        "seed": args.seed, "length_m": args.length_m, "width": args.width, "height": args.height,
+        "workers": args.workers,
+    })
     if args.signals:
-        return _signal_demo(args)
+        return _signal_demo(args.out, options.seed)
     import shlex
 
     from seqvpr.data.pair_files import make_pairs
@@ -74,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
     raw, prepared, pairs_dir = out / "raw", out / "prepared", out / "pairs"
 
     _step(1, "rendering the synthetic world")
-    synth = SynthConfig(world=WorldConfig(route_length_m=args.length_m),
-                        camera=Camera(width=args.width, height=args.height), conditions=DEMO_CONDITIONS)
-    truths = synthesize(synth, raw, seed=args.seed, workers=args.workers, progress=True)
+    synth = SynthConfig(world=WorldConfig(route_length_m=options.length_m),
+                        camera=Camera(width=options.width, height=options.height), conditions=DEMO_CONDITIONS)
+    truths = synthesize(synth, raw, seed=options.seed, workers=options.workers, progress=True)
     for truth in truths:
         print(f"{truth.name}  {truth.condition:9s} {len(truth):5d} images  {truth.path_length_m[-1]:7.1f} m")
     _step(2, "preparing traverses (demosaic, geotag)")
@@ -85,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
                          progress=True)
     print(f"prepared {len(truths)} traverses into {prepared}")
     _step(3, "building sequence pairs")
-    summary = make_pairs(prepared, pairs_dir, train_fraction=0.5, seed=args.seed, progress=True)
+    summary = make_pairs(prepared, pairs_dir, train_fraction=0.5, seed=options.seed, progress=True)
     for name, split in summary["splits"].items():
         print(f"{name}: {split['pairs']} pairs")
     _step(4, "initialising a small encoder (no training)")
-    checkpoint = _untrained_encoder(prepared, out / "model" / "encoder.pt", args.seed)
+    checkpoint = _untrained_encoder(prepared, out / "model" / "encoder.pt", options.seed)
     _step(5, "evaluating Base (D), Base (G), Indep on the test pairs")
     test_pairs = sorted(pairs_dir.glob("test_*.csv"))
     if not test_pairs:
@@ -100,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     evaluate(EvaluationConfig(), test_pairs, prepared, {"base": checkpoint}, evaluation, command_line=command)
     print((evaluation / "accuracy_max_error.md").read_text(encoding="utf-8"))
     print(f"results in {evaluation}/ (the same as: {command})")
-    print(f"\nencoder: {checkpoint}: VGG16 conv1 block with random weights (seed {args.seed}) + NetVLAD "
+    print(f"\nencoder: {checkpoint}: VGG16 conv1 block with random weights (seed {options.seed}) + NetVLAD "
           f"with k-means clusters from {INIT_IMAGES} reference images; untrained, so night queries fail")
     print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return 0
@@ -142,11 +162,11 @@ def _untrained_encoder(prepared: Path, checkpoint: Path, seed: int) -> Path:
     return checkpoint
 
 
-def _signal_demo(args: argparse.Namespace) -> int:
+def _signal_demo(out: Path, seed: int) -> int:
     from seqvpr.align import GDTWConfig, dtw, gdtw
     from seqvpr.align.synthetic import warped_pair
 
-    reference, query, true_warp = warped_pair(seed=args.seed, noise=0.2)
+    reference, query, true_warp = warped_pair(seed=seed, noise=0.2)
     result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=0.1))
     baseline = dtw(reference, query, subsequence=True)
     gdtw_error = (result.warp[0] - true_warp[0]).abs()
@@ -160,7 +180,7 @@ def _signal_demo(args: argparse.Namespace) -> int:
     print(f"GDTW warp error: mean {gdtw_error.mean():.3f} s, max {gdtw_error.max():.3f} s "
           f"(objective {float(result.cost[0]):.4f})")
     print(f"DTW  warp error: mean {dtw_error.mean():.3f} s, max {dtw_error.max():.3f} s")
-    plot_path = args.out / "alignment.png"
+    plot_path = out / "alignment.png"
     _plot_signals(plot_path, query.times[0], true_warp[0], result.warp[0], baseline.warp[0])
     print(f"plot: {plot_path}")
     return 0

@@ -42,3 +42,16 @@ def test_demo_table_is_pinned(tmp_path, capsys):
     rows = [line for line in table.splitlines() if line.startswith(("| Base", "| Indep", "Sequences"))]
     assert rows == DEMO_TABLE_ROWS
     assert all(row in printed for row in DEMO_TABLE_ROWS)
+
+
+def test_demo_options_come_from_a_config_file(tmp_path, capsys):
+    (tmp_path / "demo.yaml").write_text("seed: 3\n")
+    assert main(["demo", "--signals", "--out", str(tmp_path / "a"), "--config", str(tmp_path / "demo.yaml")]) == 0
+    from_file = capsys.readouterr().out
+    assert main(["demo", "--signals", "--out", str(tmp_path / "a"), "--seed", "3"]) == 0
+    assert capsys.readouterr().out == from_file
+    assert main(["demo", "--signals", "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().out != from_file  # seed 0
+    (tmp_path / "demo.yaml").write_text("seed: 3\nlength: 500\n")
+    assert main(["demo", "--out", str(tmp_path / "b"), "--config", str(tmp_path / "demo.yaml")]) == 2
+    assert "demo.yaml: unknown key(s) ['length'] for DemoOptions" in capsys.readouterr().err
