@@ -116,3 +116,14 @@ def test_rebuild_resumes_and_other_options_conflict(tiny_data):
     other = AudioDataConfig(works=3, min_score_s=12.5, max_score_s=14.0, seed=4)
     with pytest.raises(OutputConflictError, match="seed"):
         build_audio_data(other, tiny_data)
+
+
+def test_scores_load_from_musicxml_and_kern_files():
+    import music21
+
+    from seqvpr.audio.score import load_score, note_count
+
+    root = music21.__file__.rsplit("/", 1)[0] + "/corpus/"
+    for work in ("bach/bwv66.6.mxl", "chopin/mazurka06-2.krn"):
+        midi = load_score(root + work)
+        assert note_count(midi) == note_count(corpus_score(work)) > 50

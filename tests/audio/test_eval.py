@@ -11,16 +11,11 @@ from seqvpr.audio.dataset import read_table, read_truth
 from seqvpr.audio.metrics import time_errors
 from seqvpr.cli import main
 from seqvpr.evaluation.audio import AudioEvalConfig, evaluate_audio
-from seqvpr.train.audio import AudioTrainConfig, audio_train
-from seqvpr.train.run import LoopConfig
 
 
-def test_table_rows_columns_and_plots(tiny_data, tmp_path):
-    loop = LoopConfig(epochs=1, batch_size=1, validations_per_epoch=1, max_steps=1, amp=False)
-    run = audio_train(tiny_data, tmp_path / "run", AudioTrainConfig(features="chroma", loss="decdtw", loop=loop),
-                      progress=False)
+def test_table_rows_columns_and_plots(tiny_data, tiny_model, tmp_path):
     out = tmp_path / "eval"
-    scores = evaluate_audio(tiny_data, out, [run.run / "best.pt"],
+    scores = evaluate_audio(tiny_data, out, [tiny_model],
                             AudioEvalConfig(features=("cqt", "chroma"), peer=False, plots=1))
     methods = {(s.feature, s.method) for s in scores}
     assert methods == {("cqt", "Base (D)"), ("cqt", "Base (G)"), ("cqt", "seqvpr piece (G)"),
@@ -75,3 +70,20 @@ def test_audio_align_command(tiny_data, tmp_path, capsys):
 def test_audio_data_command_refuses_other_options(tiny_data, capsys):
     assert main(["audio-data", "build", "--out", str(tiny_data), "--seed", "9"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_audio_align_with_a_trained_model(tiny_data, tiny_model, tmp_path, capsys):
+    row = read_table(tiny_data / "performances.csv")[0]
+    score = tiny_data / "works" / row["work"] / "score.mid"
+    performance = tiny_data / "performances" / row["performance"] / "performance.flac"
+    assert main(["audio", "align", str(score), str(performance), "--out", str(tmp_path / "m"),
+                 "--model", str(tiny_model)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["features"] == "chroma" and summary["model"] == str(tiny_model)
+    table = np.loadtxt(tmp_path / "m" / "alignment.csv", delimiter=",", skiprows=1)
+    assert (np.diff(table[:, 2]) >= 0).all() and table.shape[1] == 3
+    not_a_model = tmp_path / "model.pt"
+    not_a_model.write_bytes(b"junk")
+    assert main(["audio", "align", str(score), str(performance), "--out", str(tmp_path / "n"),
+                 "--model", str(not_a_model)]) == 2
+    assert "not a readable torch checkpoint" in capsys.readouterr().err
