@@ -49,6 +49,12 @@ def make_encoder(reference: Traverse, checkpoint: Path, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
+def encoder_factory():
+    """:func:`make_encoder`, for tests that need a second encoder (conftest is no module to import)."""
+    return make_encoder
+
+
+@pytest.fixture(scope="session")
 def world(tmp_path_factory) -> LocalizationWorld:
     from seqvpr.localization import build_map
 

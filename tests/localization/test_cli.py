@@ -65,13 +65,11 @@ def test_map_build_localize_traverse_and_bag(world, short_query, tmp_path, capsy
     assert with_estimates.is_file()
 
 
-def test_errors_are_one_line(world, tmp_path, capsys):
-    from conftest import make_encoder
-
+def test_errors_are_one_line(world, tmp_path, capsys, encoder_factory):
     assert main(["localize", str(tmp_path / "nomap"), str(world.queries[0].root), "--model", str(world.model),
                  "--out", str(tmp_path / "a")]) == 2
     assert "not a seqvpr map" in capsys.readouterr().err
-    other = make_encoder(world.reference, tmp_path / "other.pt", seed=2)
+    other = encoder_factory(world.reference, tmp_path / "other.pt", seed=2)
     assert main(["localize", str(world.map_dir), str(world.queries[0].root), "--model", str(other),
                  "--out", str(tmp_path / "b")]) == 2
     assert "is not the encoder map" in capsys.readouterr().err

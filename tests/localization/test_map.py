@@ -98,10 +98,8 @@ def test_bad_maps_are_clear_errors(tmp_path, damage):
         load_map(root).index
 
 
-def test_an_encoder_with_another_fingerprint_is_refused(world, tmp_path):
-    from conftest import make_encoder
-
-    other = make_encoder(world.reference, tmp_path / "other.pt", seed=1)
+def test_an_encoder_with_another_fingerprint_is_refused(world, tmp_path, encoder_factory):
+    other = encoder_factory(world.reference, tmp_path / "other.pt", seed=1)
     with pytest.raises(SeqvprError, match="fingerprint .* is not the encoder map"):
         StreamingLocalizer.from_map(world.map_dir, model=other)
     localizer = StreamingLocalizer.from_map(world.map_dir, model=world.model)
