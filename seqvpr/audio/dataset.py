@@ -64,7 +64,8 @@ PAPER_SPLIT = (94, 49, 50)
 
 @dataclass(frozen=True)
 class AudioDataConfig:
-    """What ``seqvpr audio-data build`` builds (see ``config/audio_data_*.yaml``).
+    """What ``seqvpr audio-data build`` builds (see ``config/audio_data_*.yaml``); the
+    defaults are the small preset.
 
     Attributes:
         seed: random seed of the whole build.
@@ -92,7 +93,7 @@ class AudioDataConfig:
     """
 
     seed: int = 0
-    works: int = 8
+    works: int = 6
     composers: tuple[str, ...] = ("bach",)
     max_file_kb: int = 200
     performances_per_work: int = 1

@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from seqvpr.config import load_config
     from seqvpr.errors import ConfigError
 
-    config = load_config(args.config, AudioDataConfig) if args.config else AudioDataConfig(
-        works=6, max_score_s=30.0, min_score_s=15.0)
+    config = load_config(args.config, AudioDataConfig) if args.config else AudioDataConfig()
     flags = {key: value for key, value in {"seed": args.seed, "works": args.works}.items() if value is not None}
     try:
         config = dataclasses.replace(config, **flags)
