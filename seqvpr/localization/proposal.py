@@ -21,6 +21,7 @@ No oracle: the windows come from the map itself.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,8 +196,13 @@ def align_windows(
     relative = query_times - query_times[0]
     query = Signal(torch.from_numpy(np.tile(relative, (len(windows), 1))),
                    torch.from_numpy(np.tile(query_coordinates, (len(windows), 1, 1))))
-    result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size,
-                                               refinements=config.refinements))
+    solver = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size, refinements=config.refinements)
+    with warnings.catch_warnings():
+        # A window at the end of a traverse can be shorter than the query: its warp is
+        # compressed, its cost rises, and the window loses to a better one. Expected here,
+        # and a warning per keyframe would flood a node's log.
+        warnings.filterwarnings("ignore", message="subsequence alignment of item", category=UserWarning)
+        result = gdtw(reference, query, solver)
     warp = result.warp.cpu().numpy()
     return Alignment(
         windows=list(windows),
