@@ -382,9 +382,8 @@ def _write_index(index, path: Path) -> None:
 
     faiss = import_faiss()
     with atomic_path(path) as temporary:
-        # ReferenceIndex keeps its faiss object private; maps store it as a plain faiss
-        # file so that it can be memory-mapped when loaded.
-        faiss.write_index(index._index, str(temporary))
+        # A plain faiss file (not ReferenceIndex's .npz), so that loading can memory-map it.
+        faiss.write_index(index.cpu_faiss_index(), str(temporary))
 
 
 def _read_index(path: Path, kind: str, nprobe: int, dim: int):

@@ -229,10 +229,15 @@ class ReferenceIndex:
         return SearchResult(scores=scores, indices=indices.astype(np.int64))
 
     # -- persistence ----------------------------------------------------------------
+    def cpu_faiss_index(self) -> Any:
+        """The faiss index itself, copied to the CPU if it lives on a GPU (for faiss's own writers)."""
+        faiss = import_faiss()
+        return faiss.index_gpu_to_cpu(self._index) if _on_gpu(self._index) else self._index
+
     def save(self, path: str | Path) -> Path:
         """Write index and map to one ``.npz`` (no pickles), atomically."""
         faiss = import_faiss()
-        cpu_index = faiss.index_gpu_to_cpu(self._index) if _on_gpu(self._index) else self._index
+        cpu_index = self.cpu_faiss_index()
         metadata = {
             "format": INDEX_FORMAT,
             "version": INDEX_VERSION,
