@@ -43,6 +43,7 @@ __all__ = [
     "encoder_from_weights",
     "read_seqvpr_checkpoint",
     "safe_torch_load",
+    "check_finite_weights",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -68,24 +69,32 @@ def safe_torch_load(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` with numpy scalars and dtypes allowed, nothing else.
 
     Raises:
-        SeqvprError: the file is missing or needs other globals (arbitrary pickled objects).
+        SeqvprError: the file is missing, empty, truncated or not a ``torch.save`` file, or
+            needs other globals (arbitrary pickled objects); names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise SeqvprError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise SeqvprError(f"{path}: not a readable PyTorch file (it is empty)")
     try:
         with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = next(
             (line.strip() for line in str(error).splitlines() if "Unsupported global" in line),
-            str(error).splitlines()[0],
+            None,
         )
+        if refused is None:
+            raise SeqvprError(f"{path}: not a readable PyTorch file ({str(error).splitlines()[0]})") from None
         raise SeqvprError(
             f"{path}: refusing to unpickle objects other than tensors, containers and numpy "
             f"scalars/arrays ({refused}). Re-save only the model's state_dict, e.g. "
             f"torch.save({{'state_dict': model.state_dict()}}, path)."
         ) from error
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise SeqvprError(f"{path}: not a readable PyTorch file, truncated or not made by torch.save? ({reason})") from None
 
 
 def save_encoder(encoder: NetVLADEncoder, path: str | Path) -> Path:
@@ -136,8 +145,20 @@ def encoder_from_weights(config: EncoderConfig, state: Mapping[str, torch.Tensor
             raise SeqvprError(
                 f"{source}: {key} has shape {tuple(value.shape)}, the config needs {tuple(own[key].shape)}"
             )
+    check_finite_weights(state, source)
     encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return encoder.eval()
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise naming the first tensor of ``state`` that holds NaN or infinite values.
+
+    Broken weights would make every descriptor NaN and every localization meaningless.
+    """
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise SeqvprError(f"{source}: {key} holds {bad} of {value.numel()} values that are not finite (NaN or inf)")
 
 
 def load_encoder(

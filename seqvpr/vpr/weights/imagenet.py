@@ -15,6 +15,7 @@ import torch
 
 from seqvpr.errors import SeqvprError
 from seqvpr.vpr.encoder import NetVLADEncoder
+from seqvpr.vpr.weights.checkpoint import check_finite_weights, safe_torch_load
 
 __all__ = ["IMAGENET_VGG16_URL", "WeightsNotFoundError", "load_imagenet_backbone", "load_torchvision_backbone"]
 
@@ -60,7 +61,7 @@ def load_torchvision_backbone(encoder: NetVLADEncoder, path: str | Path) -> None
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_torch_load(path)
     if not isinstance(state, Mapping):
         raise SeqvprError(f"{path}: expected a VGG16 state_dict, got {type(state).__name__}")
     _load_vgg_features(encoder, state, source=str(path))
@@ -72,5 +73,6 @@ def _load_vgg_features(encoder: NetVLADEncoder, state: Mapping[str, torch.Tensor
     if missing:
         raise SeqvprError(f"{source}: not a torchvision VGG16 state_dict, missing keys {missing}")
     backbone_state = {wanted[k]: state[k] for k in wanted}
+    check_finite_weights({k: state[k] for k in wanted}, source)
     encoder.backbone.load_state_dict(backbone_state, strict=True)
     LOGGER.info("loaded VGG16 backbone weights from %s", source)

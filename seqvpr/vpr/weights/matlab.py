@@ -49,6 +49,7 @@ def read_matlab_netvlad(
             has an unexpected shape; names the layer.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     if not path.is_file():
@@ -57,7 +58,7 @@ def read_matlab_netvlad(
         net = loadmat(path, struct_as_record=False, squeeze_me=True)["net"]
         layers = list(net.layers)
         average = np.asarray(net.meta.normalization.averageImage, dtype=np.float64)
-    except (KeyError, AttributeError, TypeError, ValueError) as error:
+    except (KeyError, AttributeError, TypeError, ValueError, OSError, MatReadError) as error:
         raise SeqvprError(f"{path}: not a MATLAB NetVLAD struct file (needs net.layers and "
                          f"net.meta.normalization.averageImage): {error}") from error
     if len(layers) <= NETVLAD_LAYER:
