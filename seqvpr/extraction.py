@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from seqvpr.errors import SeqvprError
-from seqvpr.io import atomic_path
+from seqvpr.io import atomic_path, read_npz
 from seqvpr.vpr.encoder import EncoderConfig, NetVLADEncoder, images_to_tensor
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "cached_descriptors",
     "precomputed_descriptors",
     "IMAGE_SUFFIXES",
+    "check_finite",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -124,16 +126,10 @@ def read_descriptor_file(path: str | Path) -> DescriptorFile:
     path = Path(path)
     if not path.is_file():
         raise SeqvprError(f"{path}: no such descriptors file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = sorted({"times", "values", "image_names"} - set(archive.files))
-            if missing:
-                raise SeqvprError(f"{path}: not a descriptors file, missing {missing} (has {sorted(archive.files)})")
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
-        if isinstance(error, SeqvprError):
-            raise
-        raise SeqvprError(f"{path}: not a readable .npz file ({error})") from error
+    arrays = read_npz(path, "a descriptors file")
+    missing = sorted({"times", "values", "image_names"} - set(arrays))
+    if missing:
+        raise SeqvprError(f"{path}: not a descriptors file, missing {missing} (has {sorted(arrays)})")
     try:
         return DescriptorFile(
             times=arrays["times"],
@@ -146,6 +142,21 @@ def read_descriptor_file(path: str | Path) -> DescriptorFile:
         )
     except ValueError as error:
         raise SeqvprError(f"{path}: {error}") from error
+
+
+def check_finite(values: np.ndarray, names: Sequence[str], where: str) -> None:
+    """Raise naming the images whose descriptors (rows of ``values``, (N, D)) are not finite.
+
+    A NaN or infinite descriptor comes from broken weights or a broken image; it would
+    make every distance to it NaN, so it is never written or used.
+    """
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        shown = ", ".join(str(names[i]) for i in bad[:5])
+        raise SeqvprError(
+            f"{where}: {bad.size} of {len(values)} descriptors are not finite (NaN or inf), e.g. for {shown}; "
+            "are the encoder's weights or these images broken?"
+        )
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,10 @@ class ExtractConfig:
             raise SeqvprError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.timestamps not in TIMESTAMP_MODES:
             raise SeqvprError(f"timestamps must be one of {TIMESTAMP_MODES}, got {self.timestamps!r}")
-        self.size()
+        try:
+            dataclasses.replace(PRESETS[self.preset], **self.size())
+        except ValueError as error:
+            raise SeqvprError(f"image_size {self.image_size}: {error}") from None
 
     def size(self) -> dict[str, int]:
         """``image_size`` as EncoderConfig fields (empty when None)."""
@@ -200,18 +214,28 @@ class ExtractConfig:
             return {}
         try:
             width, height = (int(v) for v in self.image_size.lower().split("x"))
-        except ValueError:
+        except (ValueError, AttributeError):
             raise SeqvprError(f"image_size must look like 240x180, got {self.image_size!r}") from None
         return {"image_width": width, "image_height": height}
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SeqvprError("device cuda: no CUDA device is available")
+    """The torch device ``name`` names: ``auto`` (CUDA when available, else the CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``; a device that does not exist here is an error."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise SeqvprError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SeqvprError(f"device {name}: no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SeqvprError(f"device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise SeqvprError(f"device {name!r}: only cpu and cuda devices are supported")
+    return device
 
 
 def encoder_fingerprint(encoder: NetVLADEncoder) -> str:
@@ -302,10 +326,14 @@ def list_images(folder: Path, timestamps: str = "auto") -> tuple[list[str], np.n
             LOGGER.warning("%s: file names are not times; using the frame index as time (s)", folder)
     if timestamps == "index":
         return names, np.arange(len(names), dtype=np.float64)
-    bad = [name for name, stem in zip(names, stems) if not (stem.isdigit() if timestamps == "us" else _is_number(stem))]
+    values = np.array([_time_s(stem, timestamps) for stem in stems], dtype=np.float64)
+    bad = [name for name, value in zip(names, values) if not np.isfinite(value)]
     if bad:
-        raise SeqvprError(f"--timestamps {timestamps}: file name(s) are not times: {', '.join(bad[:5])}")
-    values = np.array([int(s) / 1e6 if timestamps == "us" else float(s) for s in stems], dtype=np.float64)
+        unit = "microseconds (digits only)" if timestamps == "us" else "seconds"
+        raise SeqvprError(
+            f"{folder}: file names are not finite times in {unit} (--timestamps {timestamps}): "
+            f"not times: {', '.join(bad[:5])}; rename them or pass --timestamps index"
+        )
     order = np.argsort(values, kind="stable")
     names, values = [names[i] for i in order], values[order]
     repeated = np.flatnonzero(np.diff(values) <= 0)
@@ -316,11 +344,24 @@ def list_images(folder: Path, timestamps: str = "auto") -> tuple[list[str], np.n
 
 
 def _is_number(text: str) -> bool:
+    """Whether a file name stem reads as a number (``1e400`` and ``nan`` too: names meant as times)."""
     try:
         float(text)
     except ValueError:
         return False
-    return text.strip() == text and text.lower() not in {"nan", "inf", "-inf", "infinity"}
+    return text.strip() == text
+
+
+def _time_s(stem: str, timestamps: str) -> float:
+    """The time a file name stem gives, in seconds; NaN when it is not a finite time."""
+    if timestamps == "us":
+        if not stem.isdigit():
+            return math.nan
+        try:
+            return int(stem) / 1e6
+        except OverflowError:
+            return math.nan
+    return float(stem) if _is_number(stem) and math.isfinite(float(stem)) else math.nan
 
 
 def _inputs(folder: Path, timestamps: str):
@@ -379,21 +420,39 @@ def _build_encoder(config: ExtractConfig, folder: Path, names: Sequence[str], de
     return encoder.cpu()
 
 
-def _prepare_partial(partial: Path, manifest: dict[str, Any], *, restart: bool) -> None:
+def _resumable(partial: Path, manifest: dict[str, Any], *, restart: bool) -> bool:
+    """Whether ``partial`` holds work of this very run (``restart`` discards it first).
+
+    Partial results of a run with other inputs or options are an error. A partial
+    folder without a readable manifest holds nothing usable and is discarded. (A run
+    that fails on its inputs fails before it creates ``partial``: see :func:`extract`.)
+    """
     manifest_path = partial / "manifest.json"
     if partial.exists() and restart:
         shutil.rmtree(partial)
+    if not partial.exists():
+        return False
+    previous = None
     if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
-        if previous != manifest:
-            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
-            raise SeqvprError(
-                f"{partial} holds partial results of a different run (differs in {', '.join(changed)}); "
-                "rerun with the same inputs and options, or pass --restart to discard them"
-            )
-        return
+        try:
+            previous = json.loads(manifest_path.read_text())
+        except ValueError:
+            LOGGER.warning("%s: unreadable, starting over", manifest_path)
+    if previous == manifest:
+        return True
+    if previous is not None:
+        changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+        raise SeqvprError(
+            f"{partial} holds partial results of a different run (differs in {', '.join(changed)}); "
+            "rerun with the same inputs and options, or pass --restart to discard them"
+        )
+    shutil.rmtree(partial)
+    return False
+
+
+def _start_partial(partial: Path, manifest: dict[str, Any]) -> None:
     partial.mkdir(parents=True, exist_ok=True)
-    with atomic_path(manifest_path) as temporary:
+    with atomic_path(partial / "manifest.json") as temporary:
         temporary.write_text(json.dumps(manifest, indent=1))
 
 
@@ -406,13 +465,28 @@ def _write_chunk(partial: Path, start: int, values: np.ndarray, kept: list[int],
         np.savez(handle, values=values, kept=np.asarray(kept, dtype=np.int64), bad=np.asarray(bad, dtype=str))
 
 
+def _chunk_is_whole(path: Path, count: int, dim: int) -> bool:
+    """Whether a saved chunk reads back with ``count`` images' worth of (values, kept, bad)."""
+    try:
+        arrays = read_npz(path, "a chunk of descriptors")
+        values, kept, bad = arrays["values"], arrays["kept"], arrays["bad"]
+    except (SeqvprError, KeyError) as error:
+        LOGGER.warning("%s: damaged chunk (%s), computing it again", path, error)
+        return False
+    if values.shape != (len(kept), dim) or len(kept) + len(bad) != count or not np.isfinite(values).all():
+        LOGGER.warning("%s: damaged chunk (values %s, %d kept, %d unreadable of %d images), computing it again",
+                       path, values.shape, len(kept), len(bad), count)
+        return False
+    return True
+
+
 def _gather(partial: Path, chunks: range, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     values, kept, bad = [], [], []
     for start in chunks:
-        with np.load(_chunk_path(partial, start), allow_pickle=False) as chunk:
-            values.append(chunk["values"])
-            kept.append(chunk["kept"])
-            bad.extend(str(name) for name in chunk["bad"])
+        chunk = read_npz(_chunk_path(partial, start), "a chunk of descriptors")
+        values.append(chunk["values"])
+        kept.append(chunk["kept"])
+        bad.extend(str(name) for name in chunk["bad"])
     return np.concatenate(values).reshape(-1, dim), np.concatenate(kept), bad
 
 
@@ -462,20 +536,30 @@ def extract(
         "float16": config.float16,
         "encoder": _encoder_source(config),
     }
-    _prepare_partial(partial, manifest, restart=restart)
+    if out.is_dir():
+        raise SeqvprError(f"--out {out} is a folder; give the path of the .npz file to write")
     encoder_file = partial / "encoder.pt"
-    if encoder_file.is_file():
+    if _resumable(partial, manifest, restart=restart) and encoder_file.is_file():
         encoder = load_encoder(encoder_file)
         LOGGER.info("resuming in %s", partial)
     else:
+        # Everything that can fail on the user's input fails here, before .partial exists.
         encoder = _build_encoder(config, images, names, device)
+        _start_partial(partial, manifest)
         save_encoder(encoder, encoder_file)
     if save_model is not None:
         save_encoder(encoder, save_model)
     encoder = encoder.to(device).eval()
 
     chunks = range(0, len(names), config.chunk_size)
-    done = [start for start in chunks if _chunk_path(partial, start).is_file()]
+    done = []
+    for start in chunks:
+        path = _chunk_path(partial, start)
+        if path.is_file():
+            if _chunk_is_whole(path, min(config.chunk_size, len(names) - start), encoder.output_dim):
+                done.append(start)
+            else:
+                path.unlink()
     initial = sum(min(config.chunk_size, len(names) - start) for start in done)
     with tqdm(total=len(names), initial=initial, unit="img", desc="extract", disable=not progress) as bar:
         for start in chunks:
@@ -491,6 +575,7 @@ def extract(
                     f"unreadable image(s) in {images}: {', '.join(bad_names)} "
                     "(fix or remove them, or pass --skip-bad to leave them out)"
                 )
+            check_finite(values, [chunk_names[index] for index in kept], str(images))
             stored = values.astype(np.float16 if config.float16 else np.float32)
             _write_chunk(partial, start, stored, [start + index for index in kept], bad_names)
 
@@ -512,10 +597,19 @@ def extract(
             "encoder_source": manifest["encoder"],
             "input": str(images),
             "timestamps": config.timestamps,
+            # What the evaluation cache checks before it reuses an entry (see cached_descriptors).
+            "traverse_folder": str(images.resolve()),
+            "image_keys": {names[index]: image_key(images / names[index]) for index in kept.tolist()},
         },
     ))
     shutil.rmtree(partial)
     return out
+
+
+def image_key(path: Path) -> str:
+    """What identifies an image's content for the cache: size, mtime and a BLAKE2 hash of its bytes."""
+    data = path.read_bytes()
+    return f"{len(data)}:{path.stat().st_mtime_ns}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
 def cached_descriptors(
@@ -529,11 +623,12 @@ def cached_descriptors(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Descriptors of the wanted images of each traverse, from the cache or freshly encoded.
 
-    The cache holds one descriptors file per traverse, ``<cache_dir>/<traverse>.npz``,
-    tagged with :func:`encoder_fingerprint`. Images missing from a file (new pairs) are
-    encoded and merged in; a file from another encoder is recomputed. Files from
-    :func:`extract` serve as a cache too (their ``image_names`` are the image paths
-    relative to the traverse folder).
+    The cache holds one descriptors file per traverse, ``<cache_dir>/<traverse>.npz``.
+    An entry is reused only when everything it was made from is unchanged: the encoder
+    (:func:`encoder_fingerprint`), the traverse folder (its absolute path) and the image
+    itself (:func:`image_key`: size, modification time and content hash). Anything else
+    (a replaced image, ``traverse_root`` pointing elsewhere, another encoder) is encoded
+    again and the file rewritten. Non-finite descriptors are never written.
 
     Args:
         encoder: the encoder.
@@ -547,7 +642,7 @@ def cached_descriptors(
         traverse name -> {image path -> descriptor (D,)}.
 
     Raises:
-        SeqvprError: an image cannot be read (named).
+        SeqvprError: an image cannot be read, or gives a non-finite descriptor (named).
     """
     from tqdm import tqdm
 
@@ -556,31 +651,58 @@ def cached_descriptors(
     result: dict[str, dict[str, np.ndarray]] = {}
     for traverse, times in sorted(wanted.items()):
         names = sorted(times)
+        folder = (Path(traverse_root) / traverse).resolve()
+        keys = {}
+        for name in names:
+            if not (folder / name).is_file():
+                raise SeqvprError(f"{folder / name}: no such image (the pairs refer to it)")
+            keys[name] = image_key(folder / name)
         path = cache_dir / f"{traverse}.npz"
         known: dict[str, np.ndarray] = {}
+        cached_keys: dict[str, str] = {}
+        all_times = dict(times)
         if path.exists():
-            cached = read_descriptor_file(path)
-            if cached.metadata.get("encoder_fingerprint") == fingerprint:
-                known = dict(zip(cached.image_names.tolist(), cached.values.astype(np.float32)))
-                times = {**dict(zip(cached.image_names.tolist(), cached.times.tolist())), **times}
+            try:
+                cached = read_descriptor_file(path)
+            except SeqvprError as error:
+                LOGGER.warning("%s, recomputing", error)
             else:
-                LOGGER.info("%s: made by another encoder, recomputing", path)
+                made_from = cached.metadata
+                if made_from.get("encoder_fingerprint") != fingerprint:
+                    LOGGER.info("%s: made by another encoder, recomputing", path)
+                elif made_from.get("traverse_folder") != str(folder):
+                    LOGGER.info("%s: made from %s, not %s, recomputing", path, made_from.get("traverse_folder"), folder)
+                else:
+                    recorded = dict(made_from.get("image_keys", {}))
+                    for name, time, value in zip(cached.image_names.tolist(), cached.times.tolist(),
+                                                 cached.values.astype(np.float32)):
+                        # Entries of images not wanted now stay in the file; they are checked when wanted.
+                        current = keys.get(name, recorded.get(name))
+                        if name in recorded and recorded[name] == current and np.isfinite(value).all():
+                            known[name], cached_keys[name] = value, current
+                            all_times.setdefault(name, time)
+                    stale = [name for name in names if name in recorded and name not in known]
+                    if stale:
+                        LOGGER.warning("%s: %d image(s) changed since they were encoded (e.g. %s), encoding them again",
+                                       path, len(stale), stale[0])
         missing = [name for name in names if name not in known]
         if missing:
             with tqdm(total=len(missing), desc=f"encoding {traverse}", unit="img", disable=not progress,
                       leave=False) as bar:
-                values, _, bad = encode_images(encoder, [traverse_root / traverse / name for name in missing],
-                                               batch_size, device, bar)
+                values, _, bad = encode_images(encoder, [folder / name for name in missing], batch_size, device, bar)
             if bad:
                 raise SeqvprError(f"cannot read image(s) {', '.join(map(str, bad))}")
+            check_finite(values, [str(folder / name) for name in missing], f"encoding {traverse}")
             known.update(zip(missing, values))
-            ordered = sorted(known, key=lambda name: times[name])
+            cached_keys.update((name, keys[name]) for name in missing)
+            ordered = sorted(known, key=lambda name: all_times[name])
             write_descriptor_file(path, DescriptorFile(
-                times=np.asarray([times[name] for name in ordered], dtype=np.float64),
+                times=np.asarray([all_times[name] for name in ordered], dtype=np.float64),
                 values=np.stack([known[name] for name in ordered]),
                 image_names=np.asarray(ordered),
                 metadata={"encoder_fingerprint": fingerprint, "encoder": encoder.config.to_dict(),
-                          "traverse": traverse},
+                          "traverse": traverse, "traverse_folder": str(folder),
+                          "image_keys": {name: cached_keys[name] for name in ordered}},
             ))
             LOGGER.info("%s: encoded %d images (%d cached)", traverse, len(missing), len(names) - len(missing))
         result[traverse] = {name: known[name] for name in names}
@@ -591,22 +713,37 @@ def precomputed_descriptors(folder: Path, wanted: dict[str, dict[str, float]]) -
     """Descriptors of the wanted images from ``<folder>/<traverse>.npz`` files, no encoder.
 
     The files are descriptors files (e.g. from :func:`extract` run on each traverse
-    folder) whose ``image_names`` are image paths relative to the traverse folder.
+    folder) whose ``image_names`` are image paths relative to the traverse folder. They
+    must all come from one encoder: descriptors of two encoders are not comparable.
 
     Raises:
-        SeqvprError: a traverse has no file, or a file lacks wanted images (naming the
-            file, how many and one of them).
+        SeqvprError: a traverse has no file, a file lacks wanted images (naming the
+            file, how many and one of them), holds non-finite descriptors, or the files
+            come from different encoders (naming two files and their fingerprints).
     """
     result = {}
+    first: tuple[Path, str | None] | None = None
     for traverse, times in sorted(wanted.items()):
         path = folder / f"{traverse}.npz"
         if not path.is_file():
             raise SeqvprError(f"{path}: no descriptors file for traverse {traverse}")
         data = read_descriptor_file(path)
+        fingerprint = data.metadata.get("encoder_fingerprint")
+        if first is None:
+            first = (path, fingerprint)
+        elif fingerprint != first[1]:
+            raise SeqvprError(
+                f"{folder} mixes descriptors of different encoders: {first[0].name} has encoder fingerprint "
+                f"{first[1] or 'none'}, {path.name} has {fingerprint or 'none'}; describe every traverse "
+                "with one encoder (seqvpr extract --model the same checkpoint)"
+            )
         known = dict(zip(data.image_names.tolist(), data.values.astype(np.float32)))
         missing = sorted(name for name in times if name not in known)
         if missing:
             raise SeqvprError(f"{path}: lacks descriptors of {len(missing)} image(s) the pairs use, "
                               f"e.g. {missing[0]!r}")
-        result[traverse] = {name: known[name] for name in sorted(times)}
+        names = sorted(times)
+        values = np.stack([known[name] for name in names])
+        check_finite(values, names, str(path))
+        result[traverse] = dict(zip(names, values))
     return result

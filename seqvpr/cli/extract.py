@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from seqvpr.cli.argtypes import positive_int
+
 NAME = "extract"
 HELP = "compute NetVLAD-VGG16 descriptors of a traverse or a folder of images (batched, resumable)"
 DESCRIPTION = """\
@@ -53,21 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "random, or a torchvision vgg16 .pth file (default imagenet)",
     )
     encoder.add_argument(
-        "--kmeans-images", type=int, default=None,
+        "--kmeans-images", type=positive_int, default=None,
         help="images sampled (evenly) for the k-means cluster initialisation of --preset (default 500)",
     )
     encoder.add_argument("--image-size", metavar="WxH", help="input size, e.g. 240x180 (default: the encoder's)")
     encoder.add_argument("--save-model", type=Path, help="also write the encoder used as a seqvpr checkpoint")
     encoder.add_argument("--seed", type=int, default=None, help="seed of random weights and k-means (default 0)")
     work = parser.add_argument_group("run")
-    work.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 16)")
+    work.add_argument("--batch-size", type=positive_int, default=None, help="images per forward pass (default 16)")
     work.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default auto")
     work.add_argument("--float16", action="store_true", default=None, help="store descriptors as float16 (half the size)")
     work.add_argument(
         "--timestamps", choices=("auto", "us", "s", "index"), default=None,
         help="how file names give times: us, s, or index (frame number); default auto",
     )
-    work.add_argument("--chunk-size", type=int, default=None, help="images per resumable chunk (default 256)")
+    work.add_argument("--chunk-size", type=positive_int, default=None, help="images per resumable chunk (default 256)")
     work.add_argument("--skip-bad", action="store_true", default=None, help="leave out unreadable images (listed in the file)")
     work.add_argument("--restart", action="store_true", help="discard partial results of an earlier run")
 
