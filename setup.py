@@ -19,6 +19,14 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["seqvpr", "seqvpr.*"]),
     package_data={"seqvpr": ["py.typed"]},
+    # A ROS 2 (colcon, ament_python) workspace: the ament index marker, package.xml, the
+    # launch files and the node parameters under share/seqvpr (docs/ros.md).
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/seqvpr"]),
+        ("share/seqvpr", ["package.xml"]),
+        ("share/seqvpr/launch", ["launch/localization.launch", "launch/localization.launch.py"]),
+        ("share/seqvpr/config", ["config/localization_node.yaml"]),
+    ],
     install_requires=[
         # torch is pinned by the Makefile to the release on local disk; any 2.x works.
         "torch>=2.1,<3",
