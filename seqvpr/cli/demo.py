@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqvpr.cli.argtypes import non_negative_int, positive_float, positive_int
+
 NAME = "demo"
 HELP = "run the main job on a built-in default (synthetic world, no downloads)"
 DESCRIPTION = """\
@@ -40,7 +42,9 @@ Run the whole pipeline on a synthetic world, on this machine, with nothing downl
 Outputs go to --out (default demo-output/): raw/ and prepared/ traverses, pairs/,
 model/encoder.pt, finetune/ (the training run), evaluation/ (tables, error CDFs,
 example maps). Steps that finished are reused when the demo runs again with the same
---out and --seed. --finetune-steps 0 stops after step 5.
+--out and options (recorded in OUT/seqvpr-options.yaml); another --seed, --length-m,
+--width, --height or --finetune-steps stops with a message naming it (--overwrite
+rebuilds OUT, or choose another --out). --finetune-steps 0 stops after step 5.
 
 With --signals: align a synthetic signal to a warped, noisy copy with GDTW and DTW
 instead (seconds), printing both warps against the true one.
@@ -76,12 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="options from a YAML file (see config/demo.yaml); flags given win")
     parser.add_argument("--seed", type=int, default=None, help="world, pairs and encoder seed (default 0)")
-    parser.add_argument("--length-m", type=float, default=None, help="route length in metres (default 1000)")
-    parser.add_argument("--width", type=int, default=None, help="rendered image width (default 240)")
-    parser.add_argument("--height", type=int, default=None, help="rendered image height (default 180)")
-    parser.add_argument("--workers", type=int, default=None, help="processes rendering traverses (default 2)")
-    parser.add_argument("--finetune-steps", type=int, default=None,
+    parser.add_argument("--length-m", type=positive_float, default=None, help="route length in metres (default 1000)")
+    parser.add_argument("--width", type=positive_int, default=None, help="rendered image width (default 240)")
+    parser.add_argument("--height", type=positive_int, default=None, help="rendered image height (default 180)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes rendering traverses (default 2)")
+    parser.add_argument("--finetune-steps", type=non_negative_int, default=None,
                         help="DecDTW fine-tuning steps of step 6 (default 20; 0 stops after step 5)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rebuild OUT if it holds a demo run with other options (seed, length, size, steps)")
     parser.add_argument("--signals", action="store_true", help="the quick signal-alignment demo instead")
 
 
@@ -104,14 +110,19 @@ def run(args: argparse.Namespace) -> int:
     from seqvpr.data.synth.world import WorldConfig
     from seqvpr.errors import SeqvprError
     from seqvpr.evaluation import EvaluationConfig, evaluate
+    from seqvpr.io import claim_output_dir
 
     started = time.perf_counter()
     out = args.out
     raw, prepared, pairs_dir = out / "raw", out / "prepared", out / "pairs"
-
-    _step(1, "rendering the synthetic world")
     synth = SynthConfig(world=WorldConfig(route_length_m=options.length_m),
                         camera=Camera(width=options.width, height=options.height), conditions=DEMO_CONDITIONS)
+    # Everything in OUT follows from these: another seed or size stops instead of mixing worlds.
+    claim_output_dir(out, {"seed": options.seed, "length_m": options.length_m, "width": options.width,
+                           "height": options.height, "finetune_steps": options.finetune_steps},
+                     overwrite=args.overwrite, command="demo")
+
+    _step(1, "rendering the synthetic world")
     truths = synthesize(synth, raw, seed=options.seed, workers=options.workers, progress=True)
     for truth in truths:
         print(f"{truth.name}  {truth.condition:9s} {len(truth):5d} images  {truth.path_length_m[-1]:7.1f} m")
@@ -133,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
     evaluation = out / "evaluation"
     command = shlex.join(["seqvpr", "evaluate", *map(str, test_pairs), "--traverses", str(prepared),
                           "--model", f"base={checkpoint}", "--out", str(evaluation)])
-    evaluate(EvaluationConfig(), test_pairs, prepared, {"base": checkpoint}, evaluation, command_line=command)
+    # The demo owns its evaluation folder (its own options are checked above): steps 5 and 7
+    # write it with different models, keeping the descriptor cache.
+    evaluate(EvaluationConfig(), test_pairs, prepared, {"base": checkpoint}, evaluation, command_line=command,
+             overwrite=True)
     print((evaluation / "accuracy_max_error.md").read_text(encoding="utf-8"))
     print(f"results in {evaluation}/ (the same as: {command})")
     print(f"\nencoder: {checkpoint}: VGG16 conv1 block with random weights (seed {options.seed}) + NetVLAD "
@@ -145,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         command = shlex.join(["seqvpr", "evaluate", *map(str, test_pairs), "--traverses", str(prepared),
                               "--model", f"base={checkpoint}", "--model", f"DecDTW={tuned}", "--out", str(evaluation)])
         evaluate(EvaluationConfig(), test_pairs, prepared, {"base": checkpoint, "DecDTW": tuned}, evaluation,
-                 command_line=command)
+                 command_line=command, overwrite=True)
         print((evaluation / "accuracy_max_error.md").read_text(encoding="utf-8"))
         print(f"DecDTW: {tuned}, the base encoder after {options.finetune_steps} steps of DecDTW fine-tuning of "
               f"its NetVLAD layer (docs/training.md); results in {evaluation}/ (the same as: {command})")

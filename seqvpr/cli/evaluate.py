@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqvpr.cli.argtypes import GRID_SIZE_LIMIT, grid_size, positive_int
+
 NAME = "evaluate"
 HELP = "accuracy at 2/3/5/10 m of Base (D), Base (G), Indep (and fine-tuned models) on pairs CSVs"
 DESCRIPTION = """\
@@ -29,6 +31,9 @@ checkpoint, NAME=FOLDER uses precomputed descriptors: FOLDER/<traverse>.npz file
 `seqvpr extract` (one per traverse folder), nothing is encoded.
 
 Options come from --config FILE (YAML, see config/evaluate.yaml) and the flags, which win.
+They are recorded in OUT/seqvpr-options.yaml: a rerun with other inputs or options stops
+naming them; --overwrite rebuilds OUT, keeping its descriptor cache (an entry is reused
+only for the same encoder, traverse folder and image content).
 """
 
 
@@ -44,10 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help="alignment methods: gdtw, dtw, independent (default all)")
     parser.add_argument("--lam", type=float, default=None, help="GDTW regularisation weight (default 0.1)")
-    parser.add_argument("--grid-size", type=int, default=None, help="GDTW candidates per knot (default 50)")
-    parser.add_argument("--device", default=None, help="torch device (default cpu)")
-    parser.add_argument("--batch-images", type=int, default=None, help="images per encoder batch (default 16)")
+    parser.add_argument("--grid-size", type=grid_size, default=None,
+                        help=f"GDTW candidates per knot, 2..{GRID_SIZE_LIMIT} (default 50)")
+    parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--batch-images", type=positive_int, default=None, help="images per encoder batch (default 16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rebuild OUT if it holds an evaluation with other inputs or options "
+                        "(its descriptor cache is kept)")
 
 
 def model_specs(specs: list[str]) -> dict[str, Path]:
@@ -73,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "gdtw": {"lam": args.lam, "grid_size": args.grid_size},
     })
     out = evaluate(config, args.pairs, args.traverses, model_specs(args.model), args.out,
-                   progress=not args.no_progress, command_line=args.command_line)
+                   progress=not args.no_progress, command_line=args.command_line, overwrite=args.overwrite)
     print((out / "accuracy_max_error.md").read_text(encoding="utf-8"))
     print(f"results in {args.out}/")
     return 0

@@ -17,6 +17,8 @@ first (base) model these are the paper's Base (D), Base (G) and Indep.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +28,13 @@ import torch
 from tqdm import tqdm
 
 from seqvpr.align import GDTWConfig, Signal
-from seqvpr.config import save_config
+from seqvpr.config import config_to_dict, save_config
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
 from seqvpr.errors import SeqvprError
 from seqvpr.evaluation.tables import SequenceResult, write_results
 from seqvpr.extraction import cached_descriptors, precomputed_descriptors
+from seqvpr.io import OPTIONS_FILE, claim_output_dir
 from seqvpr.vpr.encoder import NetVLADEncoder
 from seqvpr.vpr.localize import METHODS, LocalizerConfig, localize
 from seqvpr.vpr.metrics import sequence_errors
@@ -64,11 +67,19 @@ class EvaluationConfig:
     map_examples: int = 3
 
     def __post_init__(self) -> None:
+        from seqvpr.extraction import resolve_device
+
         unknown = [method for method in self.methods if method not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(self.methods)}")
+            raise SeqvprError(f"methods must be a non-empty subset of {METHODS}, got {list(self.methods)}")
         if not self.gdtw.subsequence:
-            raise ValueError("gdtw.subsequence must be true: a query lies somewhere inside its reference")
+            raise SeqvprError("gdtw.subsequence must be true: a query lies somewhere inside its reference")
+        for name in ("batch_pairs", "batch_images"):
+            if getattr(self, name) < 1:
+                raise SeqvprError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.map_examples < 0:
+            raise SeqvprError(f"map_examples must be at least 0, got {self.map_examples}")
+        resolve_device(self.device)
         object.__setattr__(self, "methods", tuple(self.methods))
 
 
@@ -190,6 +201,35 @@ def load_models(models: Mapping[str, NetVLADEncoder | str | Path]) -> dict[str, 
     return loaded
 
 
+def _claim(out: Path, config: EvaluationConfig, pair_files: Sequence[Path], traverse_root: Path,
+           models: Mapping[str, NetVLADEncoder | Path], overwrite: bool) -> None:
+    """Records the run's inputs and options in ``out`` (:func:`seqvpr.io.claim_output_dir`).
+
+    The descriptor cache under ``out/descriptors`` survives ``overwrite``: its entries
+    are keyed by encoder and image content, so they stay valid for any other options.
+    """
+    from seqvpr.extraction import encoder_fingerprint
+
+    options = {
+        "pairs": [Path(path) for path in pair_files],
+        "traverses": Path(traverse_root),
+        "models": {name: model if isinstance(model, Path) else f"encoder {encoder_fingerprint(model)}"
+                   for name, model in models.items()},
+        "config": config_to_dict(config),
+    }
+    cache = out / "descriptors"
+    kept = None
+    if overwrite and cache.is_dir() and (out / OPTIONS_FILE).is_file():
+        kept = Path(tempfile.mkdtemp(prefix=f".{out.name}.descriptors.", dir=out.parent)) / "descriptors"
+        os.replace(cache, kept)
+    try:
+        claim_output_dir(out, options, overwrite=overwrite, command="evaluate")
+    finally:
+        if kept is not None:
+            os.replace(kept, cache)
+            kept.parent.rmdir()
+
+
 def evaluate(
     config: EvaluationConfig,
     pair_files: Sequence[Path],
@@ -199,6 +239,7 @@ def evaluate(
     *,
     progress: bool = True,
     command_line: str = "",
+    overwrite: bool = False,
 ) -> Path:
     """The evaluation step: localize every pair, write tables, plots and the run log.
 
@@ -217,9 +258,16 @@ def evaluate(
         out: output folder.
         progress: show progress bars.
         command_line: the command that started the run, recorded in the log.
+        overwrite: rebuild an ``out`` written with other inputs or options (its
+            descriptor cache is kept: entries are checked against what they were made of).
 
     Returns:
         ``out``.
+
+    Raises:
+        SeqvprError: missing or malformed inputs (named).
+        OutputConflictError: ``out`` holds an evaluation with other inputs or options
+            (names them), unless ``overwrite``.
     """
     from seqvpr.evaluation.plots import plot_error_cdfs, plot_sequence_map
 
@@ -229,7 +277,15 @@ def evaluate(
         if not Path(path).is_file():
             raise SeqvprError(f"{path}: no such pairs file")
     loaded = load_models(models)
-    out.mkdir(parents=True, exist_ok=True)
+    # Malformed pairs or descriptor files stop the run before anything is written.
+    wanted: dict[str, dict[str, float]] = {}
+    for path in pair_files:
+        for traverse, times in _wanted_images(read_pairs(path)).items():
+            wanted.setdefault(traverse, {}).update(times)
+    for model in loaded.values():
+        if isinstance(model, Path):
+            precomputed_descriptors(model, wanted)
+    _claim(out, config, pair_files, traverse_root, loaded, overwrite)
     # The run log takes the records of the seqvpr loggers (not the root logger's) during the run.
     package_logger = logging.getLogger("seqvpr")
     handler = logging.FileHandler(out / "evaluate.log", mode="a", encoding="utf-8")

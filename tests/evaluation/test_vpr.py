@@ -52,13 +52,31 @@ def test_second_evaluation_reuses_cached_descriptors(demo_run, tmp_path, capsys)
     stamps = {path: path.stat().st_mtime_ns for path in cache.glob("*.npz")}
     assert stamps
     pairs = sorted((demo_run / "pairs").glob("test_*.csv"))
-    code = main(["evaluate", *map(str, pairs), "--traverses", str(demo_run / "prepared"),
-                 "--model", f"base={demo_run / 'model' / 'encoder.pt'}", "--out", str(demo_run / "evaluation"),
-                 "--methods", "gdtw", "--no-progress"])
+    command = ["evaluate", *map(str, pairs), "--traverses", str(demo_run / "prepared"),
+               "--model", f"base={demo_run / 'model' / 'encoder.pt'}", "--out", str(demo_run / "evaluation"),
+               "--methods", "gdtw", "--no-progress"]
+    tables = (demo_run / "evaluation" / "accuracy_max_error.md").read_bytes()
+    # Other options than the recorded ones stop, naming them; nothing changes.
+    assert main(command) == 2
+    assert "config.methods (was ['dtw', 'gdtw', 'independent'], now ['gdtw'])" in capsys.readouterr().err
+    assert (demo_run / "evaluation" / "accuracy_max_error.md").read_bytes() == tables
+    # --overwrite rebuilds the results and keeps the descriptor cache (keyed by content).
+    code = main([*command, "--overwrite"])
     assert code == 0
     assert "| Base (G) |" in capsys.readouterr().out and "| Base (D) |" not in (
         demo_run / "evaluation" / "accuracy_max_error.md").read_text()
     assert {path: path.stat().st_mtime_ns for path in cache.glob("*.npz")} == stamps
+
+
+def test_demo_with_another_seed_stops_naming_it(demo_run, capsys):
+    def files():
+        return {path: path.stat().st_mtime_ns for path in demo_run.rglob("*") if path.is_file()}
+
+    before = files()
+    assert main(["demo", "--out", str(demo_run), "--length-m", "500", "--seed", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "seed (was 0, now 1)" in error and "--overwrite" in error
+    assert files() == before
 
 
 def test_evaluate_names_missing_inputs(tmp_path, capsys):
