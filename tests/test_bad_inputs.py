@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seqvpr.cli import main
@@ -27,11 +28,15 @@ class World:
     raw: Path
     prepared: Path
     pairs: Path
+    descriptors: Path  # <traverse>.npz from `seqvpr extract`, one encoder
+    model: Path  # that encoder's checkpoint
+    evaluation: Path  # `seqvpr evaluate` output with model=descriptors
 
     def traverse(self, index: int) -> str:
         return sorted(path.name for path in self.prepared.iterdir() if path.is_dir())[index]
 
 
+EXTRACT = ["--preset", "small", "--backbone-weights", "random", "--image-size", "48x36", "--kmeans-images", "20"]
 SYNTH = ["--seed", "0", "--length-m", "420", "--width", "48", "--height", "36", "--conditions", "overcast,sunny",
          "--workers", "1"]
 
@@ -39,10 +44,25 @@ SYNTH = ["--seed", "0", "--length-m", "420", "--width", "48", "--height", "36", 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("probe_world")
-    world = World(root, root / "raw", root / "prepared", root / "pairs")
+    world = World(root, root / "raw", root / "prepared", root / "pairs", root / "descriptors", root / "model.pt",
+                  root / "evaluation")
     assert main(["synth", "--out", str(world.raw), *SYNTH]) == 0
     assert main(["prepare-robotcar", str(world.raw), "--out", str(world.prepared), "--long-side", "48"]) == 0
     assert main(["pairs", str(world.prepared), "--out", str(world.pairs), "--train-fraction", "0.5"]) == 0
+    return world
+
+
+@pytest.fixture(scope="module")
+def encoded(world) -> World:
+    """The world with descriptors, their encoder and an evaluation (for the extract/evaluate cases)."""
+    first, second = world.traverse(0), world.traverse(1)
+    assert main(["extract", str(world.prepared / first), "--out", str(world.descriptors / f"{first}.npz"), *EXTRACT,
+                 "--save-model", str(world.model)]) == 0
+    assert main(["extract", str(world.prepared / second), "--out", str(world.descriptors / f"{second}.npz"),
+                 "--model", str(world.model)]) == 0
+    assert main(["evaluate", *map(str, sorted(world.pairs.glob("test_*.csv"))), "--traverses", str(world.prepared),
+                 "--model", f"base={world.descriptors}", "--out", str(world.evaluation), "--methods", "gdtw",
+                 "--no-progress"]) == 0
     return world
 
 
@@ -136,8 +156,6 @@ def signals(damage: Callable[[bytes], bytes]) -> Callable[[World, Path], None]:
     """tmp/reference.npz, a good signal, and tmp/query.npz, a damaged one."""
 
     def write(world: World, tmp: Path) -> None:
-        import numpy as np
-
         times = np.arange(30.0)
         np.savez(tmp / "reference.npz", times=times, values=np.stack([np.sin(times), np.cos(times)], axis=1))
         np.savez(tmp / "query.npz", times=times[5:15], values=np.stack([np.sin(times), np.cos(times)], axis=1)[5:15])
@@ -150,12 +168,112 @@ def align(world: World, tmp: Path) -> list[str]:
     return ["align", str(tmp / "reference.npz"), str(tmp / "query.npz"), "--out", str(tmp / "warp.npz")]
 
 
+def damaged_model(damage: Callable[[bytes], bytes]) -> Callable[[World, Path], None]:
+    def write(world: World, tmp: Path) -> None:
+        (tmp / "model.pt").write_bytes(damage(world.model.read_bytes()))
+
+    return write
+
+
+def nan_model(world: World, tmp: Path) -> None:
+    import torch
+
+    checkpoint = torch.load(world.model, weights_only=True)
+    checkpoint["state_dict"]["netvlad.centroids"][0, 0] = float("nan")
+    torch.save(checkpoint, tmp / "model.pt")
+
+
+def random_mat(world: World, tmp: Path) -> None:
+    (tmp / "net.mat").write_bytes(np.random.default_rng(0).bytes(5000))
+
+
+def timestamp_images(*names: str) -> Callable[[World, Path], None]:
+    def write(world: World, tmp: Path) -> None:
+        images = sorted((world.prepared / world.traverse(0) / "images").iterdir())
+        (tmp / "images").mkdir()
+        for name, image in zip(names, images):
+            shutil.copy(image, tmp / "images" / name)
+
+    return write
+
+
+def descriptors_copy(edit: Callable[[World, Path], None] | None = None) -> Callable[[World, Path], None]:
+    """tmp/descriptors: a copy of the world's descriptors folder, then ``edit``."""
+
+    def write(world: World, tmp: Path) -> None:
+        shutil.copytree(world.descriptors, tmp / "descriptors")
+        if edit is not None:
+            edit(world, tmp)
+
+    return write
+
+
+def truncate_second(world: World, tmp: Path) -> None:
+    path = tmp / "descriptors" / f"{world.traverse(1)}.npz"
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+def rewrite_second(values: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+                   metadata: Callable[[dict], dict] = lambda m: m) -> Callable[[World, Path], None]:
+    """Rewrites tmp/descriptors/<second traverse>.npz with changed values or metadata."""
+
+    def edit(world: World, tmp: Path) -> None:
+        from seqvpr.extraction import DescriptorFile, read_descriptor_file, write_descriptor_file
+
+        path = tmp / "descriptors" / f"{world.traverse(1)}.npz"
+        data = read_descriptor_file(path)
+        write_descriptor_file(path, DescriptorFile(data.times, values(data.values.copy()), data.image_names,
+                                                   data.positions, data.utm_zone, metadata=metadata(data.metadata)))
+
+    return edit
+
+
+def with_nan(values: np.ndarray) -> np.ndarray:
+    values[::3, 0] = np.nan  # every third image, so some the pairs use
+    return values
+
+
+def pairs_with_repeated_time(world: World, tmp: Path) -> None:
+    path = sorted(world.pairs.glob("test_*.csv"))[0]
+    lines = path.read_text().splitlines()
+    columns = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[columns.index("query_time_s_5")] = cells[columns.index("query_time_s_4")]
+    lines[1] = ",".join(cells)
+    (tmp / path.name).write_text("\n".join(lines) + "\n")
+
+
+def evaluate_with(*extra: str, pairs: Callable[[World, Path], list[Path]] | None = None,
+                  model: Callable[[World, Path], str] | None = None,
+                  out: Callable[[World, Path], Path] | None = None) -> Callable[[World, Path], list[str]]:
+    def argv(world: World, tmp: Path) -> list[str]:
+        files = pairs(world, tmp) if pairs else sorted(world.pairs.glob("test_*.csv"))
+        return ["evaluate", *map(str, files), "--traverses", str(world.prepared),
+                "--model", model(world, tmp) if model else f"base={world.descriptors}",
+                "--out", str(out(world, tmp) if out else tmp / "new"), "--no-progress", *extra]
+
+    return argv
+
+
+def extract_with(*extra: str, images: Callable[[World, Path], Path] | None = None) -> Callable[[World, Path], list[str]]:
+    def argv(world: World, tmp: Path) -> list[str]:
+        folder = images(world, tmp) if images else world.prepared / world.traverse(0)
+        return ["extract", str(folder), "--out", str(tmp / "out.npz"), *extra]
+
+    return argv
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
     argv: Callable[[World, Path], list[str]]
     culprit: str  # text the message must contain
     setup: Callable[[World, Path], None] | None = None
+    encoded: bool = False  # needs the world's descriptors, encoder and evaluation
+
+
+def Encoded(*args, **kwargs) -> Case:  # noqa: N802 - reads as a kind of Case
+    return Case(*args, **kwargs, encoded=True)
 
 
 def synth_into(out: Callable[[World, Path], Path], *changes: str) -> Callable[[World, Path], list[str]]:
@@ -260,16 +378,60 @@ CASES = [
          lambda w, t: ["pairs", str(w.prepared), "--out", str(t / "new"), "--reference", "1999-01-01"],
          "reference traverse '1999-01-01' not found"),
     Case("synth-fps-above-ins-rate", synth_into(new_folder, "--fps", "80"), "frame_rate_hz must be in (0, ins_rate_hz]"),
+    Case("extract-image-size-zero", extract_with(*EXTRACT[:-4], "--image-size", "0x0"), "image_size 0x0"),
+    Case("extract-batch-size-zero", extract_with(*EXTRACT, "--batch-size", "0"), "--batch-size"),
+    Case("extract-chunk-size-negative", extract_with(*EXTRACT, "--chunk-size", "-3"), "--chunk-size"),
+    Encoded("extract-model-truncated", extract_with("--model", "MODEL"), "model.pt: not a readable PyTorch file",
+         damaged_model(lambda data: data[: len(data) // 3])),
+    Encoded("extract-model-empty", extract_with("--model", "MODEL"), "model.pt: not a readable PyTorch file",
+         damaged_model(lambda data: b"")),
+    Encoded("extract-model-text", extract_with("--model", "MODEL"), "model.pt: not a readable PyTorch file",
+         damaged_model(lambda data: b"weights: 1 2 3\n")),
+    Encoded("extract-model-nan-weights", extract_with("--model", "MODEL"),
+         "model.pt: netvlad.centroids holds 1 of", nan_model),
+    Encoded("extract-backbone-weights-truncated",
+         extract_with(*EXTRACT[:2], "--backbone-weights", "MODEL", *EXTRACT[4:]),
+         "model.pt: not a readable PyTorch file", damaged_model(lambda data: data[:5000])),
+    Case("extract-model-random-mat", extract_with("--model", "MAT"), "net.mat: not a MATLAB NetVLAD", random_mat),
+    Case("extract-image-named-1e400", extract_with(*EXTRACT, images=lambda w, t: t / "images"),
+         "not times: 1e400.png", timestamp_images("1000000.png", "2000000.png", "1e400.png")),
+    Case("extract-out-is-a-folder", lambda w, t: [*extract_with(*EXTRACT)(w, t)[:3], str(t), *EXTRACT],
+         "is a folder"),
+    Encoded("evaluate-device-bogus", evaluate_with("--device", "bogus"), "device 'bogus'"),
+    Encoded("evaluate-batch-images-zero", evaluate_with("--batch-images", "0"), "--batch-images"),
+    Encoded("evaluate-batch-images-negative", evaluate_with("--batch-images", "-4"), "--batch-images"),
+    Encoded("evaluate-grid-size-huge", evaluate_with("--grid-size", "3000000000"), "--grid-size"),
+    Encoded("evaluate-out-is-a-file", evaluate_with(out=lambda w, t: t / "taken"), "taken exists and is not a folder",
+         a_file),
+    Encoded("evaluate-other-methods-over-previous", evaluate_with("--methods", "dtw", out=lambda w, t: w.evaluation),
+         "config.methods (was ['gdtw'], now ['dtw'])"),
+    Encoded("evaluate-truncated-descriptors", evaluate_with(model=lambda w, t: f"base={t / 'descriptors'}"),
+         ".npz: not a readable .npz file", descriptors_copy(truncate_second)),
+    Encoded("evaluate-descriptors-of-two-encoders", evaluate_with(model=lambda w, t: f"base={t / 'descriptors'}"),
+         "mixes descriptors of different encoders",
+         descriptors_copy(rewrite_second(metadata=lambda m: {**m, "encoder_fingerprint": "0123456789abcdef"}))),
+    Encoded("evaluate-nan-descriptors", evaluate_with(model=lambda w, t: f"base={t / 'descriptors'}"),
+         "descriptors are not finite", descriptors_copy(rewrite_second(values=with_nan))),
+    Encoded("evaluate-pairs-repeated-time",
+         evaluate_with(pairs=lambda w, t: sorted(t.glob("test_*.csv"))), "query_time_s_5", pairs_with_repeated_time),
+    Encoded("evaluate-model-truncated", evaluate_with(model=lambda w, t: f"base={t / 'model.pt'}"),
+         "model.pt: not a readable PyTorch file", damaged_model(lambda data: data[:3000])),
+    Case("demo-length-negative", lambda w, t: ["demo", "--out", str(t / "demo"), "--length-m", "-5"], "--length-m"),
+    Case("demo-length-nan", lambda w, t: ["demo", "--out", str(t / "demo"), "--length-m", "nan"], "--length-m"),
     Case("pairs-no-traverses", lambda w, t: ["pairs", str(t), "--out", str(t / "new")], "no traverses found"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, world, tmp_path, capsys):
+def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, world, tmp_path, capsys, request):
+    if case.encoded:
+        request.getfixturevalue("encoded")
     if case.setup is not None:
         case.setup(world, tmp_path)
     before = snapshot(world.root, tmp_path)
-    status, error = run(case.argv(world, tmp_path), capsys)
+    argv = [{"MODEL": str(tmp_path / "model.pt"), "MAT": str(tmp_path / "net.mat")}.get(arg, arg)
+            for arg in case.argv(world, tmp_path)]
+    status, error = run(argv, capsys)
     assert status == 2, error
     assert case.culprit in error
     assert "Traceback" not in error
