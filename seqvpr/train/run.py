@@ -456,6 +456,7 @@ def train(
             bar.set_postfix(loss=f"{row['train_loss']:.4g}", best=f"{best_metric:.4g}")
             if step % steps_per_epoch == 0:
                 epochs.update(1)
+    epochs.update(epochs.total - epochs.n)
     bar.close()
     epochs.close()
     return TrainingResult(step, best_step, best_metric, rows, run.path)
