@@ -56,20 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from seqvpr.config import config_from_dict, config_to_dict, load_yaml
+    from seqvpr.config import options_config
     from seqvpr.train.finetune import FinetuneConfig
 
-    values = config_to_dict(FinetuneConfig())
-    if args.config is not None:
-        values = config_to_dict(config_from_dict(FinetuneConfig, load_yaml(args.config) or {}, str(args.config)))
-    flags = {"loss": args.loss, "reduction": args.reduction, "penalty": args.penalty, "trainable_from": args.trainable,
-             "lr": args.lr, "device": args.device, "cache_dir": args.cache_dir and str(args.cache_dir)}
-    values.update({key: value for key, value in flags.items() if value is not None})
-    loop = {"epochs": args.epochs, "batch_size": args.batch_size, "max_steps": args.max_steps, "seed": args.seed}
-    values["loop"].update({key: value for key, value in loop.items() if value is not None})
-    if args.no_cache:
-        values["frozen_cache"] = False
-    return config_from_dict(FinetuneConfig, values, "finetune options")
+    return options_config(FinetuneConfig, args.config, {
+        "loss": args.loss, "reduction": args.reduction, "penalty": args.penalty, "trainable_from": args.trainable,
+        "lr": args.lr, "device": args.device, "cache_dir": args.cache_dir and str(args.cache_dir),
+        "frozen_cache": False if args.no_cache else None,
+        "loop": {"epochs": args.epochs, "batch_size": args.batch_size, "max_steps": args.max_steps, "seed": args.seed},
+    })
 
 
 def run(args: argparse.Namespace) -> int:

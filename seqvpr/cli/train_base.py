@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqvpr.config import config_from_dict, config_to_dict, load_yaml
+    from seqvpr.config import config_from_dict, options_config
     from seqvpr.errors import SeqvprError
     from seqvpr.train.run import read_run_options
     from seqvpr.train.train_base import TrainBaseConfig, train_base
@@ -55,14 +55,11 @@ def run(args: argparse.Namespace) -> int:
         missing = [f"--{name}" for name in ("traverses", "model", "out") if getattr(args, name) is None]
         if missing:
             raise SeqvprError(f"missing {', '.join(missing)} (or --resume RUN)")
-        values = config_to_dict(TrainBaseConfig())
-        if args.config is not None:
-            values = config_to_dict(config_from_dict(TrainBaseConfig, load_yaml(args.config) or {}, str(args.config)))
-        flags = {"trainable_from": args.trainable, "lr": args.lr, "device": args.device}
-        values.update({key: value for key, value in flags.items() if value is not None})
-        loop = {"epochs": args.epochs, "batch_size": args.batch_size, "max_steps": args.max_steps, "seed": args.seed}
-        values["loop"].update({key: value for key, value in loop.items() if value is not None})
-        config = config_from_dict(TrainBaseConfig, values, "train-base options")
+        config = options_config(TrainBaseConfig, args.config, {
+            "trainable_from": args.trainable, "lr": args.lr, "device": args.device,
+            "loop": {"epochs": args.epochs, "batch_size": args.batch_size, "max_steps": args.max_steps,
+                     "seed": args.seed},
+        })
         traverses, model, out = args.traverses, args.model, args.out
     result = train_base(traverses, model, out, config, overwrite=args.overwrite, command_line=args.command_line,
                         progress=not args.no_progress)
