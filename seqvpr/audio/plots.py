@@ -11,25 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from seqvpr.audio.alignment import Alignment
-from seqvpr.io import atomic_path
+from seqvpr.plotting import pyplot, save_figure
 
 __all__ = ["plot_piano_roll", "plot_piece_alignment"]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    _pyplot().close(figure)
-    return path
 
 
 def _active(score, score_s: np.ndarray) -> np.ndarray:
@@ -57,7 +41,7 @@ def plot_piano_roll(path: Path, score, predicted: Alignment, truth: Alignment, t
         title: figure title (e.g. method and TimeErr).
         frame_s: horizontal resolution, seconds.
     """
-    plt = _pyplot()
+    plt = pyplot()
     times = np.arange(truth(truth.start), truth(truth.end), frame_s)
     by_prediction = _active(score, predicted.inverse(times))
     by_truth = _active(score, truth.inverse(times))
@@ -74,7 +58,7 @@ def plot_piano_roll(path: Path, score, predicted: Alignment, truth: Alignment, t
     axis.set_ylabel("pitch (MIDI)")
     axis.set_title(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_piece_alignment(path: Path, result, title: str = "") -> Path:
@@ -85,7 +69,7 @@ def plot_piece_alignment(path: Path, result, title: str = "") -> Path:
         result: a :class:`~seqvpr.audio.piece.PieceAlignment`.
         title: figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, (cost_axis, tempo_axis) = plt.subplots(2, 1, figsize=(7, 8), dpi=110, height_ratios=(3, 1))
     score_times, performance_times = result.coarse_times
     cost_axis.imshow(result.cost.T, origin="lower", aspect="auto", cmap="gray_r",
@@ -105,4 +89,4 @@ def plot_piece_alignment(path: Path, result, title: str = "") -> Path:
     tempo_axis.set_ylim(0, 2.5)
     tempo_axis.grid(alpha=0.3)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

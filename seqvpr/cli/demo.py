@@ -250,14 +250,9 @@ def _signal_demo(out: Path, seed: int) -> int:
 
 
 def _plot_signals(path: Path, times, truth, ours, theirs) -> None:
-    import matplotlib
+    from seqvpr.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqvpr.io import atomic_path
-
-    figure, axis = plt.subplots(figsize=(6, 4.5), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(6, 4.5), dpi=120)
     axis.plot(times, truth, "k-", lw=2, label="true warp")
     axis.plot(times, ours, "o-", color="tab:blue", ms=4, label="GDTW (continuous)")
     axis.step(times, theirs, where="mid", color="tab:orange", label="DTW (discrete)")
@@ -267,6 +262,4 @@ def _plot_signals(path: Path, times, truth, ours, theirs) -> None:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    plt.close(figure)
+    save_figure(figure, path)

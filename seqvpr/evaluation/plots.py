@@ -13,29 +13,14 @@ import numpy as np
 
 from seqvpr.data.pairs import SequencePair
 from seqvpr.evaluation.tables import SequenceResult, method_label
-from seqvpr.io import atomic_path
+from seqvpr.plotting import pyplot, save_figure
 
 __all__ = ["plot_error_cdfs", "plot_sequence_map"]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path
-
-
 def plot_error_cdfs(results: Sequence[SequenceResult], path: Path, metric: str = "max") -> Path:
     """Cumulative distribution of per-sequence errors, one panel per query condition."""
-    plt = _pyplot()
+    plt = pyplot()
     first_model = results[0].model
     conditions = sorted({result.condition for result in results})
     figure, axes = plt.subplots(1, len(conditions), figsize=(4.2 * len(conditions), 3.6), dpi=110,
@@ -60,14 +45,13 @@ def plot_error_cdfs(results: Sequence[SequenceResult], path: Path, metric: str =
     axes[0][0].set_ylabel("sequences below error [%]")
     axes[0][-1].legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
     return path
 
 
 def plot_sequence_map(pair: SequencePair, results: Sequence[SequenceResult], path: Path) -> Path:
     """Reference track, true query positions and each method's predictions for one pair."""
-    plt = _pyplot()
+    plt = pyplot()
     first_model = results[0].model
     origin = pair.reference_positions[0]
     figure, axis = plt.subplots(figsize=(5.5, 5), dpi=110)
@@ -88,6 +72,5 @@ def plot_sequence_map(pair: SequencePair, results: Sequence[SequenceResult], pat
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
     return path

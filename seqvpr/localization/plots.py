@@ -7,30 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from seqvpr.io import atomic_path
+from seqvpr.plotting import pyplot, save_figure
 
 __all__ = ["plot_trajectory", "plot_error_over_time", "plot_reliability"]
 
 STATUS_COLOURS = {"INITIALIZING": "#bbbbbb", "LOST": "#f4a6a6"}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure: Any, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-
-
 def plot_trajectory(path: Path, result: Any, title: str = "") -> None:
     """Truth (grey) vs estimates coloured by error; truth points where no fix was published in red."""
-    plt = _pyplot()
+    plt = pyplot()
     truths = result.truths
     positions = np.array([[e.easting, e.northing] for e in result.estimates]).reshape(-1, 2)
     fixed = np.isfinite(positions[:, 0])
@@ -49,13 +35,12 @@ def plot_trajectory(path: Path, result: Any, title: str = "") -> None:
     axis.set_title(title or "trajectory")
     axis.legend(loc="best", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_error_over_time(path: Path, result: Any, title: str = "") -> None:
     """Error of each fix over time; INITIALIZING and LOST stretches shaded."""
-    plt = _pyplot()
+    plt = pyplot()
     stamps = np.array([e.stamp_s for e in result.estimates])
     if stamps.size == 0:
         stamps = np.zeros(1)
@@ -80,13 +65,12 @@ def plot_error_over_time(path: Path, result: Any, title: str = "") -> None:
     axis.grid(alpha=0.3)
     axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_reliability(path: Path, report: dict, title: str = "") -> None:
     """Reliability diagram: observed share of correct fixes against predicted confidence, per bin."""
-    plt = _pyplot()
+    plt = pyplot()
     bins = report["bins"]
     figure, axis = plt.subplots(figsize=(5, 4.5), dpi=110)
     axis.plot([0, 1], [0, 1], color="0.6", lw=1, label="perfect calibration")
@@ -106,5 +90,4 @@ def plot_reliability(path: Path, report: dict, title: str = "") -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from seqvpr.config import config_to_dict, load_yaml, save_config
 from seqvpr.errors import SeqvprError
 from seqvpr.io import OPTIONS_FILE, atomic_path, claim_output_dir
+from seqvpr.plotting import pyplot, save_figure
 from seqvpr.train.distributed import Distributed
 
 __all__ = [
@@ -323,11 +324,7 @@ def _write_metrics(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
 
 
 def _plot_curves(path: Path, rows: Sequence[Mapping[str, float]], selection_metric: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps = [row["step"] for row in rows]
     metrics = [key for key in rows[0] if key not in ("step", "epoch", "train_loss", "lr")]
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
@@ -344,9 +341,7 @@ def _plot_curves(path: Path, rows: Sequence[Mapping[str, float]], selection_metr
     for axis in (loss_axis, metric_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def train(
