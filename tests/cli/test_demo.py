@@ -42,6 +42,15 @@ def test_demo_table_is_pinned(tmp_path, capsys):
     rows = [line for line in table.splitlines() if line.startswith(("| Base", "| Indep", "Sequences"))]
     assert rows == DEMO_TABLE_ROWS
     assert all(row in printed for row in DEMO_TABLE_ROWS)
+    # Steps 6-7: the fine-tuned encoder gets its own rows (DTW, GDTW, retrieval) of 16
+    # accuracies each, printed beside the Base rows.
+    tuned = [line for line in table.splitlines() if line.startswith("| DecDTW")]
+    assert [line.split("|")[1].strip() for line in tuned] == ["DecDTW (D)", "DecDTW (G)", "DecDTW Indep"]
+    for line in tuned:
+        assert line in printed
+        accuracies = [float(cell) for cell in line.strip("|").split("|")[1:]]
+        assert len(accuracies) == 16 and all(0.0 <= value <= 100.0 for value in accuracies)
+    assert (tmp_path / "demo" / "finetune" / "best.pt").is_file()
 
 
 def test_demo_options_come_from_a_config_file(tmp_path, capsys):

@@ -11,7 +11,8 @@ from seqvpr.cli import main
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--out", str(out), "--length-m", "500"])
+    # The fine-tuning steps (6-7) are covered by the slow pinned-demo test in tests/cli.
+    code = main(["demo", "--out", str(out), "--length-m", "500", "--finetune-steps", "0"])
     assert code == 0
     return out
 
