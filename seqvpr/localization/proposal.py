@@ -224,24 +224,24 @@ def exact_low_rank(
     <r_k, r_k+1>, which a planar chain s_k = ||r_k|| (cos theta_k, sin theta_k) with
     theta_k+1 - theta_k = angle(r_k, r_k+1) reproduces. So (p_k, s_k) and (q_i, 0, 0) give
     the same costs and warps as the full descriptors, while reading each reference row
-    once (one (m, D) x (D, U) product over the U distinct rows of all windows) instead of
-    several passes over the padded (W, L, D) batch. The basis comes from the query's
+    once, in place (one (m, D) x (D, n) product per run of overlapping windows' rows, on a
+    view of the memory-mapped map), instead of several passes over the padded (W, L, D)
+    batch. The basis comes from the query's
     (m, m) Gram matrix, so nothing of size D is factorised.
 
     Args:
         reference_map: the map (unit-norm descriptors, ``successor_inner``).
         slices: the rows of each window.
         query_values: the query, shape (m, D).
-        device: torch device of the one (m, D) x (D, U) product.
+        device: torch device of the (m, D) x (D, n) products.
 
     Returns:
         The query's coordinates (m, r + 2) and each window's rows' coordinates (L_w, r + 2),
         float64, r <= m the rank of the query.
     """
     query = np.asarray(query_values, dtype=np.float32)
-    rows = np.unique(np.concatenate([np.arange(s.start, s.stop) for s in slices]))
-    reference = torch.from_numpy(np.asarray(reference_map.descriptors[rows])).to(device)
-    cross = (torch.from_numpy(query).to(device) @ reference.T).double().cpu().numpy()  # (m, U)
+    runs = _merged_runs(slices)
+    cross = _query_inner_products(reference_map.descriptors, runs, query, device)  # (m, U)
     # Basis of the query's span from its Gram matrix G = V diag(lam) V^T: q_i = (V sqrt(lam))_i,
     # p_k = diag(lam)^-1/2 V^T <Q, R_k>; directions with lam ~ 0 carry no query component.
     gram = query.astype(np.float64) @ query.T.astype(np.float64)
@@ -252,8 +252,12 @@ def exact_low_rank(
     projected = ((vectors.T @ cross) / np.sqrt(eigenvalues)[:, None]).T  # (U, r)
     residual_sq = np.clip(1.0 - np.einsum("ud,ud->u", projected, projected), 0.0, None)
     window_values = []
+    starts = np.array([run.start for run in runs])
+    offsets = np.concatenate([[0], np.cumsum([run.stop - run.start for run in runs])])
     for window in slices:
-        index = np.searchsorted(rows, np.arange(window.start, window.stop))
+        run = int(np.searchsorted(starts, window.start, side="right")) - 1
+        first = offsets[run] + window.start - starts[run]
+        index = slice(first, first + window.stop - window.start)
         coordinates, norms = projected[index], np.sqrt(residual_sq[index])
         inner = reference_map.successor_inner[window.start : window.stop - 1] - np.einsum(
             "kd,kd->k", coordinates[:-1], coordinates[1:])
@@ -263,3 +267,33 @@ def exact_low_rank(
         chain = norms[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
         window_values.append(np.hstack([coordinates, chain]))
     return query_coordinates, window_values
+
+
+def _merged_runs(slices: list[slice], gap: int = 32) -> list[slice]:
+    """The rows of all windows as sorted, disjoint runs; runs fewer than ``gap`` rows apart
+    are joined (reading a few extra rows costs less than another product)."""
+    runs: list[slice] = []
+    for window in sorted(slices, key=lambda rows: rows.start):
+        if runs and window.start <= runs[-1].stop + gap:
+            runs[-1] = slice(runs[-1].start, max(runs[-1].stop, window.stop))
+        else:
+            runs.append(slice(window.start, window.stop))
+    return runs
+
+
+def _query_inner_products(descriptors: np.ndarray, runs: list[slice], query: np.ndarray, device: str) -> np.ndarray:
+    """<Q_i, R_k> for every row k of ``runs``, shape (m, U), float64.
+
+    Each run is a view of the (memory-mapped) descriptor array, multiplied in place: no
+    gathered copy of the rows (a fresh multi-megabyte buffer per keyframe costs page faults
+    that took longer than the product itself).
+    """
+    query_tensor = torch.from_numpy(query).to(device)
+    blocks = []
+    with warnings.catch_warnings():
+        # Map arrays are read-only memory maps; the product only reads them.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        for run in runs:
+            rows = torch.from_numpy(np.asarray(descriptors[run])).to(device)
+            blocks.append((query_tensor @ rows.T).double().cpu())
+    return torch.cat(blocks, dim=1).numpy()
