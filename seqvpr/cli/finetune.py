@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = {name: getattr(args, name) for name in ("train", "val", "traverses", "model", "out")}
     result = finetune(inputs["train"], inputs["val"], inputs["traverses"], inputs["model"], inputs["out"], config,
                       overwrite=args.overwrite, command_line=args.command_line, progress=not args.no_progress)
-    if result.metrics:
+    if result.main_process and result.metrics:
         last = result.metrics[-1]
         print(f"{result.steps} steps; best val max error {result.best_metric:.2f} m at step {result.best_step} "
               f"(last {last['val_max_error_m']:.2f} m); run folder {result.run}")

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_base(traverses, model, out, config, overwrite=args.overwrite, command_line=args.command_line,
                         progress=not args.no_progress)
     best = result.metrics and max(result.metrics, key=lambda row: row["val_recall@5"])
-    if best:
+    if result.main_process and best:
         print(f"{result.steps} steps; best val recall@1/5/10 at 25 m: {best['val_recall@1']:.3f}/"
               f"{best['val_recall@5']:.3f}/{best['val_recall@10']:.3f} (step {result.best_step}); "
               f"run folder {result.run}")

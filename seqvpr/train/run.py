@@ -280,6 +280,8 @@ class TrainingResult:
         best_metric: its selection metric.
         metrics: one dict per validation row of ``metrics.csv``.
         run: the run folder.
+        main_process: this process is rank 0, the one that wrote the run folder (under DDP
+            every process returns the same numbers; only this one should report them).
     """
 
     steps: int
@@ -287,6 +289,7 @@ class TrainingResult:
     best_metric: float
     metrics: list[dict[str, float]]
     run: Path
+    main_process: bool = True
 
 
 class NonFiniteLossError(SeqvprError):
@@ -454,7 +457,7 @@ def train(
     epochs.update(epochs.total - epochs.n)
     bar.close()
     epochs.close()
-    return TrainingResult(step, best_step, best_metric, rows, run.path)
+    return TrainingResult(step, best_step, best_metric, rows, run.path, distributed.is_main)
 
 
 def _checkpoint(run, task, step, rows, best_metric, best_step, improved) -> None:

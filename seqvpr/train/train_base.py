@@ -9,15 +9,16 @@ region is never read. For a query q:
 - positives: database frames within ``positive_radius_m`` (10 m); the one closest to q in
   descriptor space is used;
 - negatives: database frames beyond ``negative_radius_m`` (25 m); a pool of
-  ``negative_pool`` of them is drawn at random and the ``negatives`` (10) closest to q in
-  descriptor space are found with faiss;
+  ``negative_pool`` of them is drawn at random (seeded by the run's seed, the step and q,
+  so that DDP processes, each taking part of the batch, mine what one process would) and
+  the ``negatives`` (10) closest to q in descriptor space are found with faiss;
 - loss: the triplet margin loss mean_n max(0, ||q - p|| - ||q - n|| + margin), margin 0.1.
 
 The descriptors used for mining (database and queries) are recomputed with the current
-model when the run starts or resumes and after every validation, so a resumed run mines
-exactly what an uninterrupted one would. Validation: recall@1/5/10 of the val queries
-against the database, correct when a retrieved frame lies within ``recall_radius_m``
-(25 m); ``best.pt`` maximises recall@5.
+model when the run starts or resumes and after every validation (by every DDP process,
+from the same weights), so a resumed run mines exactly what an uninterrupted one would.
+Validation: recall@1/5/10 of the val queries against the database, correct when a
+retrieved frame lies within ``recall_radius_m`` (25 m); ``best.pt`` maximises recall@5.
 """
 
 from __future__ import annotations
@@ -147,9 +148,10 @@ class _Miner:
     def batch(self, indices: list[int]) -> list[Path]:
         """Per query: its path, its best positive, its hardest negatives (12 paths each)."""
         faiss = import_faiss()
-        generator = np.random.default_rng([self.config.loop.seed, self.step])
         paths = []
         for query in indices:
+            # Seeded per query: the same pool whichever process (under DDP) takes the query.
+            generator = np.random.default_rng([self.config.loop.seed, self.step, query])
             descriptor = self.query_descriptors[query : query + 1]
             positives = self.positives[query]
             best = positives[int(np.argmax(self.database_descriptors[positives] @ descriptor[0]))]

@@ -30,15 +30,16 @@ def test_miner_takes_the_closest_positive_and_the_hardest_pooled_negatives():
     miner.database_descriptors, miner.query_descriptors = unit_rows(generator, 60), unit_rows(generator, 5)
     miner.step = 7
     paths = miner.batch([2, 4])
+    assert miner.batch([4]) == paths[6:]  # a query mines the same alone (another DDP process's batch)
     assert len(paths) == 2 * (2 + 4)
-    pools = np.random.default_rng([3, 7])
     for slot, query in enumerate([2, 4]):
         group = paths[slot * 6 : (slot + 1) * 6]
         assert group[0] == Path(f"q{query}")
         similarity = miner.database_descriptors @ miner.query_descriptors[query]
         best = max(positives[query], key=lambda i: similarity[i])
         assert group[1] == Path(f"db{best}")
-        pool = pools.choice(negatives[query], size=20, replace=False)
+        # The pool depends on (seed, step, query) only, not on the query's place in the batch.
+        pool = np.random.default_rng([3, 7, query]).choice(negatives[query], size=20, replace=False)
         hardest = sorted(pool, key=lambda i: -similarity[i])[:4]
         assert group[2:] == [Path(f"db{i}") for i in hardest]
         assert all(distances[query, i] > 25 for i in hardest)
