@@ -27,8 +27,9 @@ for all of them:
 - **DDP** (:func:`seqvpr.train.distributed.setup_distributed`): under ``torchrun`` the environment names the rank
   and world size; gloo on CPU, NCCL on CUDA; gradients are averaged by
   ``DistributedDataParallel``; only rank 0 validates and writes files.
-- **AMP** on CUDA: the loss runs under bfloat16 autocast when ``amp`` is set (losses that
-  need float64, like the DecDTW solver, cast inside).
+- **AMP**: with ``amp`` true the model and the loss run under bfloat16 autocast on CUDA
+  (``amp: always``: on the CPU too); losses that need float64, like the DecDTW solver,
+  cast to it, and autocast leaves float64 tensors alone.
 - **Non-finite loss or gradient**: the step's batch indices are dumped, ``best.pt`` is left
   as it was and :class:`NonFiniteLossError` names the step and the dump.
 """
@@ -45,7 +46,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -86,7 +87,9 @@ class LoopConfig:
         validations_per_epoch: validations (and checkpoints) per epoch, evenly spaced.
         max_steps: stop after this many optimiser steps (a compute budget), or None.
         seed: seed of the data order, of the model's random initialisation and of torch.
-        amp: bfloat16 autocast of the loss on CUDA (ignored on the CPU).
+        amp: bfloat16 autocast of the model and the loss: True on CUDA only (a CPU run
+            stays float32), ``"always"`` on the CPU too (to run the AMP path where there
+            is no GPU), False never.
     """
 
     epochs: int = 10
@@ -94,7 +97,7 @@ class LoopConfig:
     validations_per_epoch: int = 5
     max_steps: int | None = None
     seed: int = 0
-    amp: bool = True
+    amp: bool | Literal["always"] = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "validations_per_epoch"):
@@ -102,6 +105,12 @@ class LoopConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if not (isinstance(self.amp, bool) or self.amp == "always"):
+            raise ValueError(f"amp must be true, false or 'always', got {self.amp!r}")
+
+    def autocast(self, device: torch.device) -> bool:
+        """Whether the model and the loss run under bfloat16 autocast on ``device``."""
+        return self.amp == "always" or (self.amp is True and device.type == "cuda")
 
 
 # ---------------------------------------------------------------------------------------
@@ -401,7 +410,7 @@ def train(
     else:
         torch.manual_seed(config.seed)
 
-    use_amp = config.amp and distributed.device.type == "cuda"
+    use_amp = config.autocast(distributed.device)
     fresh = True
     show = progress and distributed.is_main
     epochs = tqdm(total=math.ceil(total_steps / steps_per_epoch), initial=step // steps_per_epoch,
@@ -415,7 +424,7 @@ def train(
             task.before_step(step, fresh)
         fresh = False
         wrapped.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(distributed.device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = task.loss(wrapped, task.load_batch(indices))
         step += 1
         if distributed.any(not bool(torch.isfinite(loss))):
