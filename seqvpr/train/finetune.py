@@ -37,12 +37,12 @@ from seqvpr.align.losses import along_gt_loss, dilate_loss, otam_loss, soft_dtw_
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.data.pairs import SequencePair
 from seqvpr.errors import SeqvprError
-from seqvpr.train.frozen import FrozenFeatures, encoder_payload, split_encoder
+from seqvpr.train.frozen import FrozenFeatures, split_encoder
 from seqvpr.train.distributed import Distributed, setup_distributed, teardown_distributed
 from seqvpr.train.run import (
     LoopConfig, RunFolder, TrainingResult, TrainingTask, open_run, train,
 )
-from seqvpr.vpr.weights import load_encoder
+from seqvpr.vpr.weights import encoder_checkpoint, load_encoder
 from seqvpr.vpr.localize import LocalizerConfig, localize
 from seqvpr.vpr.metrics import sequence_errors
 
@@ -333,7 +333,7 @@ def _run(run: RunFolder, train_set, val_set, traverses, config, encoder, frozen,
         loss=loss,
         validate=_validation([p for p, _ in val_set], traverses, features, trainable, config, device),
         selection_metric="val_max_error_m",
-        export=lambda: encoder_payload(encoder),
+        export=lambda: encoder_checkpoint(encoder),
         describe_batch=lambda indices: [train_set[i][1] for i in indices],
     )
     return train(run, task, config.loop, distributed, progress)

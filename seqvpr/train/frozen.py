@@ -27,20 +27,25 @@ from torch import Tensor, nn
 from seqvpr.errors import SeqvprError
 from seqvpr.io import atomic_path
 from seqvpr.vpr.encoder import NetVLADEncoder, images_to_tensor
-from seqvpr.vpr.weights import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from seqvpr.vpr.vgg import BLOCKS, conv_indices
 
-__all__ = [
-    "VGG16_CONV_LAYERS", "FrozenPart", "TrainablePart", "split_encoder", "FrozenFeatures", "image_key",
-    "encoder_payload",
-]
+__all__ = ["VGG16_CONV_LAYERS", "FrozenPart", "TrainablePart", "split_encoder", "FrozenFeatures", "image_key"]
 
 logger = logging.getLogger(__name__)
 
-# Name -> index in torchvision's VGG16 `features` (the encoder's backbone keeps these indices).
-VGG16_CONV_LAYERS = {
-    "conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10, "conv3_2": 12, "conv3_3": 14,
-    "conv4_1": 17, "conv4_2": 19, "conv4_3": 21, "conv5_1": 24, "conv5_2": 26, "conv5_3": 28,
-}
+
+def _named_convolutions() -> dict[str, int]:
+    named, before = {}, 0
+    for block in BLOCKS:
+        indices = conv_indices(block)
+        named.update({f"conv{block}_{k}": index for k, index in enumerate(indices[before:], start=1)})
+        before = len(indices)
+    return named
+
+
+# "convB_K" (the K-th convolution of block B) -> its index in torchvision's VGG16 `features`,
+# from the VGG16 table of seqvpr.vpr.vgg (the encoder's backbone keeps these indices).
+VGG16_CONV_LAYERS = _named_convolutions()
 
 
 class FrozenPart(nn.Module):
@@ -215,14 +220,3 @@ class FrozenFeatures:
             return self._compute([Path(path) for path in paths])
         rows = [self._rows[Path(path)] for path in paths]
         return torch.from_numpy(np.asarray(self._array[rows], dtype=np.float32)).to(self.device)
-
-
-def encoder_payload(encoder: NetVLADEncoder) -> dict:
-    """The encoder in the seqvpr checkpoint format (what ``save_encoder`` writes), as a dict
-    to which a training run adds its state."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": encoder.config.to_dict(),
-        "state_dict": {key: value.detach().cpu().clone() for key, value in encoder.state_dict().items()},
-    }

@@ -35,13 +35,13 @@ from torch import Tensor, nn
 from seqvpr.data.pair_files import route_splits
 from seqvpr.data.traverse import Traverse, find_traverses
 from seqvpr.errors import SeqvprError
-from seqvpr.train.frozen import FrozenFeatures, TrainablePart, encoder_payload, split_encoder
+from seqvpr.train.frozen import FrozenFeatures, TrainablePart, split_encoder
 from seqvpr.train.distributed import setup_distributed, teardown_distributed
 from seqvpr.train.run import (
     LoopConfig, TrainingResult, TrainingTask, open_run, train,
 )
 from seqvpr.vpr._faiss import import_faiss
-from seqvpr.vpr.weights import load_encoder
+from seqvpr.vpr.weights import encoder_checkpoint, load_encoder
 
 __all__ = ["TrainBaseConfig", "train_base"]
 
@@ -271,7 +271,7 @@ def train_base(
             loss=loss,
             validate=validate,
             selection_metric="val_recall@5",
-            export=lambda: encoder_payload(encoder),
+            export=lambda: encoder_checkpoint(encoder),
             describe_batch=lambda indices: [str(queries.paths[i]) for i in indices],
             maximize=True,
             before_step=miner.before_step,

@@ -13,7 +13,7 @@ from seqvpr.align import GDTWConfig, gdtw
 from seqvpr.cli import main
 from seqvpr.data.pair_files import read_pairs
 from seqvpr.train.finetune import FinetuneConfig, PairBatch, SequenceLoss
-from seqvpr.train.frozen import FrozenFeatures, split_encoder
+from seqvpr.train.frozen import VGG16_CONV_LAYERS, FrozenFeatures, split_encoder
 from seqvpr.vpr.weights import load_encoder
 
 QUICK = """\
@@ -106,6 +106,19 @@ def test_frozen_cache_matches_the_frozen_layers_and_is_reused(pairs_world, tmp_p
         encoder.backbone[0].weight.add_(0.01)  # other frozen weights: another cache folder
     FrozenFeatures(frozen, tmp_path / "cache", torch.device("cpu")).prepare(paths[:2])
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_layer_names_follow_torchvision_vgg16():
+    torchvision = pytest.importorskip("torchvision")
+    names, block, within = {}, 1, 0
+    vgg = torchvision.models.vgg
+    for index, layer in enumerate(vgg.make_layers(vgg.cfgs["D"])):  # what vgg16().features is built from
+        if isinstance(layer, torch.nn.MaxPool2d):
+            block, within = block + 1, 0
+        elif isinstance(layer, torch.nn.Conv2d):
+            within += 1
+            names[f"conv{block}_{within}"] = index
+    assert VGG16_CONV_LAYERS == names and len(names) == 13 and names["conv5_3"] == 28
 
 
 def test_split_freezes_the_layers_before_the_trainable_one(pairs_world):

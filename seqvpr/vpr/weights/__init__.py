@@ -14,6 +14,7 @@ Every reader returns ``(EncoderConfig, state_dict)``; the VGG16 layer indices co
 from seqvpr.vpr.weights.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    encoder_checkpoint,
     encoder_from_weights,
     load_encoder,
     read_seqvpr_checkpoint,
@@ -32,6 +33,7 @@ from seqvpr.vpr.weights.published import FAMILIES, CheckpointFamily, read_publis
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "encoder_checkpoint",
     "save_encoder",
     "load_encoder",
     "encoder_from_weights",

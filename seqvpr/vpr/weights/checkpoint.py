@@ -38,6 +38,7 @@ from seqvpr.vpr.weights.published import read_published_checkpoint
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "encoder_checkpoint",
     "save_encoder",
     "load_encoder",
     "encoder_from_weights",
@@ -97,14 +98,20 @@ def safe_torch_load(path: str | Path) -> Any:
         raise SeqvprError(f"{path}: not a readable PyTorch file, truncated or not made by torch.save? ({reason})") from None
 
 
-def save_encoder(encoder: NetVLADEncoder, path: str | Path) -> Path:
-    """Write the encoder (config + weights) in the seqvpr checkpoint format, atomically."""
-    payload = {
+def encoder_checkpoint(encoder: NetVLADEncoder) -> dict[str, Any]:
+    """The encoder (config + weights, copied to the CPU) in the seqvpr checkpoint format:
+    what :func:`save_encoder` writes; a training run adds its state to this dict."""
+    return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": encoder.config.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
     }
+
+
+def save_encoder(encoder: NetVLADEncoder, path: str | Path) -> Path:
+    """Write the encoder (config + weights) in the seqvpr checkpoint format, atomically."""
+    payload = encoder_checkpoint(encoder)
     path = Path(path)
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
