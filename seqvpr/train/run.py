@@ -23,7 +23,8 @@ for all of them:
 - **Data order**: a :class:`torch.utils.data.DistributedSampler` (also for one process)
   reshuffles per epoch from ``seed + epoch``; a resumed run skips the batches already done.
   ``batch_size`` is the global batch: each of W processes takes ``batch_size / W`` items,
-  so W processes and one process see the same items per step.
+  so W processes and one process see the same items per step, and a run checkpointed by
+  W processes resumes with any number of processes that divides ``batch_size``.
 - **DDP** (:func:`seqvpr.train.distributed.setup_distributed`): under ``torchrun`` the environment names the rank
   and world size; gloo on CPU, NCCL on CUDA; gradients are averaged by
   ``DistributedDataParallel``; only rank 0 validates and writes files.

@@ -3,6 +3,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,8 +179,10 @@ def test_two_gloo_processes_match_one_process(pairs_world, ddp_run, runs):
     assert [row["step"] for row in metrics(ddp_run)] == [3, 5]
 
 
-@pytest.mark.slow
-def test_ddp_run_killed_with_sigkill_resumes_to_the_uninterrupted_ddp_run(pairs_world, ddp_run, runs):
+@pytest.fixture(scope="module")
+def ddp_killed(pairs_world, runs):
+    """A two-process run killed with SIGKILL (torchrun and both workers) after its first
+    checkpoint, and a copy of its folder as the kill left it."""
     killed, writes = runs / "ddp-killed", runs / "ddp-killed-writes"
     process = subprocess.Popen(torchrun(runs, writes, *command(pairs_world, killed, runs, *DDP_STEPS)),
                                env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -187,6 +190,13 @@ def test_ddp_run_killed_with_sigkill_resumes_to_the_uninterrupted_ddp_run(pairs_
     assert len(workers) == 2
     assert torch.load(killed / "last.pt", weights_only=True)["training"]["step"] == 3, \
         "the run finished before it could be killed"
+    shutil.copytree(killed, runs / "ddp-killed-copy")
+    return killed, runs / "ddp-killed-copy", writes
+
+
+@pytest.mark.slow
+def test_ddp_run_killed_with_sigkill_resumes_to_the_uninterrupted_ddp_run(ddp_run, ddp_killed, runs):
+    killed, _, writes = ddp_killed
     completed = subprocess.run(torchrun(runs, writes, "finetune", "--resume", str(killed), "--no-progress"),
                                env=environment(), capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -202,6 +212,21 @@ def test_ddp_run_killed_with_sigkill_resumes_to_the_uninterrupted_ddp_run(pairs_
     main_writes = written(writes, 0)
     assert killed / "last.pt" in main_writes and killed / "metrics.csv" in main_writes
     assert not [path for path in written(writes, 1) if path.is_relative_to(runs)]
+
+
+@pytest.mark.slow
+def test_ddp_run_resumes_in_one_process(ddp_run, ddp_killed):
+    """Each step's global batch does not depend on the number of processes, so a run
+    checkpointed by two processes continues in one (e.g. restarted on fewer GPUs)."""
+    _, copy, _ = ddp_killed
+    subprocess.run([sys.executable, "-m", "seqvpr", "finetune", "--resume", str(copy), "--no-progress"],
+                   check=True, env=environment(), capture_output=True)
+    expected, resumed = metrics(ddp_run), metrics(copy)
+    assert [row["step"] for row in resumed] == [3, 5]
+    for want, got in zip(expected, resumed):
+        assert got == pytest.approx(want, rel=1e-6)
+    for key, value in weights(ddp_run / "last.pt").items():
+        torch.testing.assert_close(weights(copy / "last.pt")[key], value, atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")
