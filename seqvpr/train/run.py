@@ -19,7 +19,8 @@ for all of them:
 - **Checkpoints** are written atomically at every validation. ``last.pt`` holds the
   model, optimiser, scheduler, RNG and sampler state and the step, so a run killed at any
   moment (SIGKILL included) resumes from it and ends with the metrics an uninterrupted run
-  would have had (on CPU, to rounding: data order depends only on the seed and the epoch).
+  would have had (on CPU, to rounding: data order depends only on the seed and the epoch);
+  ``metrics.csv`` and ``curves.png`` are rewritten from it on resuming.
 - **Data order**: a :class:`torch.utils.data.DistributedSampler` (also for one process)
   reshuffles per epoch from ``seed + epoch``; a resumed run skips the batches already done.
   ``batch_size`` is the global batch: each of W processes takes ``batch_size / W`` items,
@@ -407,6 +408,11 @@ def train(
         step, rows = state["step"], [dict(row) for row in state["metrics"]]
         best_metric, best_step = state["best_metric"], state["best_step"]
         _restore_rng(state["rng"])
+        if distributed.is_main and rows:
+            # A kill between writing last.pt and the metrics left them behind the checkpoint
+            # (for good, if that was the last checkpoint).
+            _write_metrics(run.path / METRICS, rows)
+            _plot_curves(run.path / CURVES, rows, task.selection_metric)
         logger.info("resumed %s at step %d", run.path, step)
     else:
         torch.manual_seed(config.seed)

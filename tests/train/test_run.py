@@ -82,6 +82,19 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path):
                        load_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]["weight"])
 
 
+def test_resume_rewrites_metrics_a_kill_left_behind_the_last_checkpoint(tmp_path):
+    finished = start(tmp_path / "run", toy_task())
+    # What a kill between writing the final last.pt and metrics.csv/curves.png leaves.
+    metrics = tmp_path / "run" / "metrics.csv"
+    complete = metrics.read_text()
+    metrics.write_text("".join(complete.splitlines(keepends=True)[:-1]))
+    (tmp_path / "run" / "curves.png").unlink()
+    resumed = start(tmp_path / "run", toy_task())
+    assert resumed.steps == finished.steps and resumed.metrics == finished.metrics
+    assert metrics.read_text() == complete
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_other_options_are_refused_and_budget_stops_early(tmp_path):
     start(tmp_path / "run", toy_task(), LoopConfig(epochs=1, batch_size=4, max_steps=3))
     with pytest.raises(OutputConflictError, match="batch_size"):
