@@ -9,15 +9,20 @@ training step then runs only :class:`TrainablePart`.
 
 Cache layout: ``<cache>/<frozen hash>/features.npy`` (float16, (N, C, H, W), memory-mapped)
 and ``keys.json`` (the N image keys in row order); both replaced atomically when images
-are added.
+are added, features first, and rows are only ever appended, so a reader always finds a
+row for every key it read. Runs that share a cache take turns adding images (an exclusive
+``flock`` on ``.lock``); without it, two runs adding different images at once could leave
+one run's keys over the other's features.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +133,15 @@ def split_encoder(encoder: NetVLADEncoder, trainable_from: str) -> tuple[FrozenP
     return frozen, trainable
 
 
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on the file ``lock`` (created if need be) for the block;
+    other processes, and other threads of this one, asking for it wait."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def image_key(path: Path) -> str:
     """The cache key of an image file: SHA-1 of its bytes."""
     return hashlib.sha1(path.read_bytes()).hexdigest()
@@ -179,9 +193,24 @@ class FrozenFeatures:
         unique = sorted(set(map(Path, paths)))
         keys = {path: image_key(path) for path in tqdm(unique, desc="hashing images", disable=not progress,
                                                          leave=False)}
+        if not set(keys.values()) <= set(self._stored_keys()):
+            self._add(keys, progress)
         stored = self._stored_keys()
-        new = sorted({key: path for path, key in keys.items() if key not in stored}.items())
-        if new:
+        position = {key: row for row, key in enumerate(stored)}
+        self._rows = {path: position[key] for path, key in keys.items()}
+        self._array = self._open()
+
+    def _add(self, keys: dict[Path, str], progress: bool) -> None:
+        """Computes and appends the features of the images the cache lacks, holding its lock
+        (another run may have added some of them meanwhile)."""
+        from tqdm import tqdm
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.folder / ".lock"):
+            stored = self._stored_keys()
+            new = sorted({key: path for path, key in keys.items() if key not in stored}.items())
+            if not new:
+                return
             old = self._open() if stored else None
             features = []
             chunks = range(0, len(new), self.batch_size)
@@ -190,7 +219,6 @@ class FrozenFeatures:
                 features.append(self._compute(chunk).to(torch.float16).cpu().numpy())
             added = np.concatenate(features)
             rows = (len(stored) if old is None else len(old)) + len(added)
-            self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.folder / "features.npy") as temporary:
                 array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16,
                                                   shape=(rows, *added.shape[1:]))
@@ -202,10 +230,6 @@ class FrozenFeatures:
             with atomic_path(self.folder / "keys.json") as temporary:
                 temporary.write_text(json.dumps(stored + [key for key, _ in new]), encoding="utf-8")
             logger.info("cached frozen features of %d images in %s", len(new), self.folder)
-        stored = self._stored_keys()
-        position = {key: row for row, key in enumerate(stored)}
-        self._rows = {path: position[key] for path, key in keys.items()}
-        self._array = self._open()
 
     def _stored_keys(self) -> list[str]:
         record = self.folder / "keys.json"

@@ -1,9 +1,12 @@
 """`seqvpr finetune`: losses against slow oracles, the run folder, the frozen-feature cache,
 and bad input."""
 
+import contextlib
 import csv
 import json
 import re
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import torch
 from seqvpr.align import GDTWConfig, gdtw
 from seqvpr.cli import main
 from seqvpr.data.pair_files import read_pairs
+import seqvpr.train.frozen as frozen_module
 from seqvpr.train.finetune import FinetuneConfig, PairBatch, SequenceLoss
 from seqvpr.train.frozen import VGG16_CONV_LAYERS, FrozenFeatures, split_encoder
 from seqvpr.vpr.weights import load_encoder
@@ -106,6 +110,49 @@ def test_frozen_cache_matches_the_frozen_layers_and_is_reused(pairs_world, tmp_p
         encoder.backbone[0].weight.add_(0.01)  # other frozen weights: another cache folder
     FrozenFeatures(frozen, tmp_path / "cache", torch.device("cpu")).prepare(paths[:2])
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_runs_adding_other_images_to_one_cache_at_once_take_turns(pairs_world, tmp_path, monkeypatch):
+    """The first run stops between replacing features.npy and keys.json; a second run adding
+    other images meanwhile must wait, or the first run's keys would end up over the second
+    run's features."""
+    frozen, _ = split_encoder(load_encoder(pairs_world.base_model), "conv1_2")
+    paths = sorted(pairs_world.prepared.rglob("*.png"))[:12]
+    cache, device = tmp_path / "cache", torch.device("cpu")
+    paused, resume, waiting = threading.Event(), threading.Event(), threading.Event()
+    atomic_path, exclusive = frozen_module.atomic_path, frozen_module._exclusive
+
+    @contextlib.contextmanager
+    def pausing_atomic_path(path):
+        with atomic_path(path) as temporary:
+            yield temporary
+        if path.name == "features.npy" and threading.current_thread().name == "first":
+            paused.set()
+            resume.wait()
+
+    def announced_exclusive(lock):
+        if threading.current_thread().name == "second":
+            waiting.set()
+        return exclusive(lock)
+
+    monkeypatch.setattr(frozen_module, "atomic_path", pausing_atomic_path)
+    monkeypatch.setattr(frozen_module, "_exclusive", announced_exclusive)
+    first = threading.Thread(target=FrozenFeatures(frozen, cache, device).prepare, args=(paths[:6],), name="first")
+    second = threading.Thread(target=FrozenFeatures(frozen, cache, device).prepare, args=(paths[6:],), name="second")
+    first.start()
+    paused.wait()
+    second.start()
+    while not waiting.is_set() and second.is_alive():  # blocked on the lock, or done if there were none
+        time.sleep(0.01)
+    resume.set()
+    first.join()
+    second.join()
+    (store,) = cache.iterdir()
+    assert len(json.loads((store / "keys.json").read_text())) == 12
+    features = FrozenFeatures(frozen, cache, device)
+    features.prepare(paths)
+    assert len(json.loads((store / "keys.json").read_text())) == 12  # nothing recomputed
+    torch.testing.assert_close(features(paths), FrozenFeatures(frozen, None, device)(paths), rtol=2e-3, atol=2e-3)
 
 
 def test_layer_names_follow_torchvision_vgg16():
