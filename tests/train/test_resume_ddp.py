@@ -116,6 +116,7 @@ def kill_after_first_checkpoint(process, run):
     deadline = time.monotonic() + 300
     while not (run / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert process.poll() is None, "the run ended before its first checkpoint"
     workers = children(process.pid)
     for pid in [process.pid, *workers]:
         os.kill(pid, signal.SIGKILL)
@@ -126,8 +127,9 @@ def kill_after_first_checkpoint(process, run):
 
 
 def written(writes, rank):
-    path = writes / f"writes-rank{rank}.txt"
-    return [Path(line.split("\t")[1]) for line in path.read_text().splitlines()] if path.exists() else []
+    """The files process ``rank`` wrote (its log exists from its start on)."""
+    lines = (writes / f"writes-rank{rank}.txt").read_text().splitlines()
+    return [Path(line.split("\t")[1]) for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +141,9 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ddp_run(pairs_world, runs):
     """An uninterrupted run of two gloo processes (5 steps)."""
-    completed = subprocess.run(torchrun(runs, runs / "ddp-writes", *command(pairs_world, runs / "ddp", runs, *DDP_STEPS)),
-                               env=environment(), capture_output=True, text=True)
+    arguments = command(pairs_world, runs / "ddp", runs, *DDP_STEPS)
+    completed = subprocess.run(torchrun(runs, runs / "ddp-writes", *arguments), env=environment(),
+                               capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return runs / "ddp"
 
