@@ -188,6 +188,7 @@ def open_run(
         try:
             record = {**options, "command": command, "config": config_to_dict(config)}
             claim_output_dir(path, record, overwrite=overwrite, command=command)
+            _remove_interrupted_writes(path)
             save_config(config, path / CONFIG)
             with (path / COMMANDS).open("a", encoding="utf-8") as handle:
                 handle.write(command_line + "\n")
@@ -197,6 +198,15 @@ def open_run(
     if failure is not None:
         raise failure
     return RunFolder(path, (path / LAST).is_file())
+
+
+def _remove_interrupted_writes(path: Path) -> None:
+    """Deletes what writes cut short by a kill left in the run folder: the temporary files
+    of :func:`~seqvpr.io.atomic_path` (``.<name>.<random>.tmp`` beside ``<name>``), each as
+    large as the file it was to replace (a checkpoint)."""
+    for name in (LAST, BEST, METRICS, CURVES, CONFIG):
+        for leftover in path.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

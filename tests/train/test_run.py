@@ -1,6 +1,8 @@
 """The generic training loop on a toy regression: files, resume, non-finite losses."""
 
 import csv
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -93,6 +95,23 @@ def test_resume_rewrites_metrics_a_kill_left_behind_the_last_checkpoint(tmp_path
     assert resumed.steps == finished.steps and resumed.metrics == finished.metrics
     assert metrics.read_text() == complete
     assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reopening_a_run_deletes_what_writes_cut_short_by_a_kill_left(tmp_path):
+    start(tmp_path / "run", toy_task(), LoopConfig(epochs=1, batch_size=4, max_steps=3))
+    # A process that dies inside atomic_path (os._exit skips every cleanup, like SIGKILL).
+    dying = "import os, sys\nfrom seqvpr.io import atomic_path\nwith atomic_path(sys.argv[1]) as temporary:\n" \
+            "    temporary.write_bytes(b'half a checkpoint')\n    os._exit(9)\n"
+    for name in ("last.pt", "metrics.csv", "notes.txt"):
+        assert subprocess.run([sys.executable, "-c", dying, str(tmp_path / "run" / name)]).returncode == 9
+    leftovers = {path.name for path in (tmp_path / "run").glob(".*.tmp")}
+    assert sorted(name.split(".tmp")[0].rsplit(".", 1)[0] for name in leftovers) == [".last.pt", ".metrics.csv",
+                                                                                     ".notes.txt"]
+    before = load_checkpoint(tmp_path / "run" / "last.pt")["training"]["step"]
+    open_run(tmp_path / "run", {"toy": 1}, LoopConfig(epochs=1, batch_size=4, max_steps=3), command="toy",
+             command_line="toy --out x")
+    assert [path.name for path in (tmp_path / "run").glob(".*.tmp")] == [n for n in leftovers if ".notes.txt." in n]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["training"]["step"] == before == 3
 
 
 def test_other_options_are_refused_and_budget_stops_early(tmp_path):
