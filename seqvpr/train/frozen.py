@@ -12,7 +12,8 @@ and ``keys.json`` (the N image keys in row order); both replaced atomically when
 are added, features first, and rows are only ever appended, so a reader always finds a
 row for every key it read. Runs that share a cache take turns adding images (an exclusive
 ``flock`` on ``.lock``); without it, two runs adding different images at once could leave
-one run's keys over the other's features.
+one run's keys over the other's features. Holding the lock, a writer also deletes the
+temporary files of a writer that was killed mid-write.
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ class FrozenFeatures:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.folder / ".lock"):
+            # Writers hold the lock, so temporary files here are those of a writer killed mid-write.
+            for leftover in [*self.folder.glob(".features.npy.*.tmp"), *self.folder.glob(".keys.json.*.tmp")]:
+                leftover.unlink(missing_ok=True)
             stored = self._stored_keys()
             new = sorted({key: path for path, key in keys.items() if key not in stored}.items())
             if not new:

@@ -5,6 +5,8 @@ import contextlib
 import csv
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -153,6 +155,25 @@ def test_runs_adding_other_images_to_one_cache_at_once_take_turns(pairs_world, t
     features.prepare(paths)
     assert len(json.loads((store / "keys.json").read_text())) == 12  # nothing recomputed
     torch.testing.assert_close(features(paths), FrozenFeatures(frozen, None, device)(paths), rtol=2e-3, atol=2e-3)
+
+
+def test_a_cache_write_cut_short_by_a_kill_is_cleaned_up_by_the_next_writer(pairs_world, tmp_path):
+    frozen, _ = split_encoder(load_encoder(pairs_world.base_model), "conv1_2")
+    paths = sorted(pairs_world.prepared.rglob("*.png"))[:4]
+    FrozenFeatures(frozen, tmp_path, torch.device("cpu")).prepare(paths[:2])
+    (store,) = tmp_path.iterdir()
+    # A run that dies inside atomic_path while replacing features.npy (os._exit skips every cleanup).
+    dying = "import os, sys\nfrom seqvpr.io import atomic_path\nwith atomic_path(sys.argv[1]) as temporary:\n" \
+            "    temporary.write_bytes(b'half the features')\n    os._exit(9)\n"
+    assert subprocess.run([sys.executable, "-c", dying, str(store / "features.npy")]).returncode == 9
+    assert len(list(store.glob(".features.npy.*.tmp"))) == 1
+    FrozenFeatures(frozen, tmp_path, torch.device("cpu")).prepare(paths[:2])  # nothing to add: a reader
+    assert len(list(store.glob(".features.npy.*.tmp"))) == 1
+    features = FrozenFeatures(frozen, tmp_path, torch.device("cpu"))
+    features.prepare(paths)
+    assert not list(store.glob(".*.tmp"))
+    torch.testing.assert_close(features(paths), FrozenFeatures(frozen, None, torch.device("cpu"))(paths),
+                               rtol=2e-3, atol=2e-3)
 
 
 def test_layer_names_follow_torchvision_vgg16():
