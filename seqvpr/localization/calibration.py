@@ -3,12 +3,20 @@
 **Confidence.** After aligning the query to every candidate window, let c1 be the lowest
 cost and c2 the lowest cost of a window whose newest frame lies more than ``distinct_m``
 from the best one's. The margin ``1 - c1 / c2`` is 0 when another place explains the query
-as well, and approaches 1 when nothing else comes close. A :class:`Calibration` maps the
-margin to the probability that the fix is within ``correct_m`` of the truth: a monotone
-(isotonic, pool-adjacent-violators) fit of "fix correct" against the margin on validation
-fixes, each pooled block shrunk towards the overall share correct by 10 pseudo-samples (a
-handful of lucky high-margin fixes must not claim certainty), read off by linear
-interpolation between its knots.
+as well, and approaches 1 when nothing else comes close. The streak n is the number of
+consecutive keyframes whose best window agreed with the motion since the previous one
+(:func:`seqvpr.localization.streaming.extend_streak`). A :class:`Calibration` maps both to
+the probability that the fix is within ``correct_m`` of the truth:
+
+- a gate: keyframes whose streak reaches ``streak_gate`` (chosen on validation among
+  :data:`STREAK_GATES` by the likelihood of the fit; 0 = the margin alone) are scored
+  ``1 + margin``, the others ``margin``: the gated keyframes form their own margin scale
+  above the others, so a long streak alone need not be enough (its confidence is what the
+  validation fixes with that streak and margin achieved);
+- a monotone (isotonic, pool-adjacent-violators) fit of "fix correct" against the score,
+  each pooled block shrunk towards the overall share correct by ``prior_strength``
+  pseudo-samples (a handful of lucky fixes must not claim certainty), read off by linear
+  interpolation between its knots.
 
 **Covariance.** Position errors of a sequence fix are mostly along the track (where along
 the street the query sits), less across it. The covariance is
@@ -31,9 +39,11 @@ from seqvpr.config import config_from_dict, config_to_dict
 from seqvpr.errors import SeqvprError
 from seqvpr.io import atomic_path
 
-__all__ = ["CHI2_95", "Calibration", "fit_calibration", "load_calibration", "save_calibration", "isotonic_fit"]
+__all__ = ["CHI2_95", "Calibration", "fit_calibration", "load_calibration", "save_calibration", "isotonic_fit",
+           "publish_threshold", "STREAK_GATES"]
 
 CHI2_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, p = 0.95
+STREAK_GATES = (0, 3, 5, 8)  # candidate streak gates fit_calibration chooses from
 CALIBRATION_FILE = "calibration.yaml"
 
 
@@ -49,6 +59,12 @@ class Calibration:
         sigma_cross_m: cross-track standard deviation per bin (B,), metres.
         correct_m: the error a "correct" fix stays within.
         fixes: validation fixes the fit used (0 for the built-in default).
+        streak_gate: keyframes with at least this streak score ``1 + margin``, the others
+            ``margin``; 0 ignores the streak. The knots are knots of that score.
+        publish_threshold: the confidence from which fixes are published when the
+            localizer's ``confidence_threshold`` is null: the lowest confidence at which the
+            validation fixes were at most ``max_wrong_rate`` wrong (1.0 = none qualified).
+        max_wrong_rate: the wrong-fix rate ``publish_threshold`` was chosen for.
     """
 
     margin_knots: tuple[float, ...] = (0.0, 0.3)
@@ -58,6 +74,9 @@ class Calibration:
     sigma_cross_m: tuple[float, ...] = (2.0,)
     correct_m: float = 10.0
     fixes: int = 0
+    streak_gate: int = 0
+    publish_threshold: float = 0.5
+    max_wrong_rate: float = 0.01
 
     def __post_init__(self) -> None:
         if len(self.margin_knots) != len(self.confidence_knots) or not self.margin_knots:
@@ -66,10 +85,19 @@ class Calibration:
             raise SeqvprError("calibration: need len(bin_edges) == len(sigma_along_m) + 1 == len(sigma_cross_m) + 1")
         if min(self.sigma_along_m + self.sigma_cross_m) <= 0:
             raise SeqvprError("calibration: standard deviations must be positive")
+        if self.streak_gate < 0:
+            raise SeqvprError(f"calibration: streak_gate must be >= 0, got {self.streak_gate!r}")
+        if not 0.0 <= self.publish_threshold <= 1.0:
+            raise SeqvprError(f"calibration: publish_threshold must be in [0, 1], got {self.publish_threshold!r}")
 
-    def confidence(self, margin: float) -> float:
-        """Probability in [0, 1] that a fix with this margin is correct."""
-        return float(np.clip(np.interp(margin, self.margin_knots, self.confidence_knots), 0.0, 1.0))
+    def score(self, margin: float | np.ndarray, streak: int | np.ndarray = 0) -> float | np.ndarray:
+        """The score the knots are placed on: ``margin``, plus 1 when the streak reaches the gate."""
+        return margin + ((np.asarray(streak) >= self.streak_gate) if self.streak_gate > 0 else 0.0)
+
+    def confidence(self, margin: float, streak: int = 0) -> float:
+        """Probability in [0, 1] that a fix with this margin and streak is correct."""
+        score = self.score(margin, streak)
+        return float(np.clip(np.interp(score, self.margin_knots, self.confidence_knots), 0.0, 1.0))
 
     def covariance(self, confidence: float, heading_rad: float) -> np.ndarray:
         """2x2 position covariance (m^2) in (easting, northing) for a fix."""
@@ -115,8 +143,12 @@ def fit_calibration(
     errors_along_m: np.ndarray,
     errors_cross_m: np.ndarray,
     *,
-    threshold: float,
+    threshold: float | None = None,
+    streaks: np.ndarray | None = None,
+    streak_gates: tuple[int, ...] = STREAK_GATES,
     correct_m: float = 10.0,
+    max_wrong_rate: float = 0.01,
+    min_published: int = 10,
     bins: int = 3,
     min_per_bin: int = 30,
     prior_strength: float = 10.0,
@@ -128,10 +160,18 @@ def fit_calibration(
         errors_along_m: signed along-track error of each fix (truth - estimate, in the
             frame of the estimated heading), shape (F,).
         errors_cross_m: signed cross-track error, shape (F,).
-        threshold: confidence threshold at which fixes are published; the covariance is
-            fitted on the correct fixes (within ``correct_m``) at or above it, or on the
-            ``min_per_bin`` most confident correct attempts when fewer reach it.
+        streaks: streak of consistent keyframes of each attempt, shape (F,); None fits
+            the margin alone.
+        streak_gates: the candidate gates; the one whose isotonic fit gives the validation
+            attempts the highest likelihood is kept.
+        threshold: confidence threshold at which fixes are published; None: the fitted
+            ``publish_threshold``. The covariance is fitted on the correct fixes (within
+            ``correct_m``) at or above it, or on the ``min_per_bin`` most confident
+            correct attempts when fewer reach it.
         correct_m: a fix within this distance counts as correct.
+        max_wrong_rate: ``publish_threshold`` is the lowest confidence at which at most
+            this share of the attempts at or above it are wrong ...
+        min_published: ... and at least this many attempts reach it (else 1.0).
         bins: confidence bins of the covariance (fewer when there are few fixes).
         min_per_bin: smallest number of published fixes per bin.
         prior_strength: pseudo-samples at the overall share correct added to every block
@@ -145,19 +185,29 @@ def fit_calibration(
     if len(margins) < max(10, min_per_bin):
         raise SeqvprError(f"calibration needs at least {max(10, min_per_bin)} attempted fixes, got {len(margins)}")
     correct = np.hypot(along, cross) <= correct_m
-    knots, values = isotonic_fit(margins, correct.astype(float), prior_strength)
-    calibration = Calibration(tuple(knots.tolist()), tuple(values.tolist()), correct_m=correct_m)
-    confidence = np.array([calibration.confidence(m) for m in margins])
+    best = None
+    for gate in (streak_gates if streaks is not None else (0,)):
+        candidate = Calibration((0.0,), (0.0,), streak_gate=int(gate))
+        scores = candidate.score(margins, streaks if streaks is not None else 0)
+        knots, values = isotonic_fit(scores, correct.astype(float), prior_strength)
+        candidate = Calibration(tuple(knots.tolist()), tuple(values.tolist()), correct_m=correct_m,
+                                streak_gate=int(gate))
+        confidence = np.clip(np.interp(scores, knots, values), 0.0, 1.0)
+        clipped = np.clip(confidence, 1e-6, 1 - 1e-6)
+        likelihood = float(np.sum(np.where(correct, np.log(clipped), np.log1p(-clipped))))
+        if best is None or likelihood > best[0] + 1e-9:
+            best = (likelihood, candidate, confidence)
+    _, calibration, confidence = best
+    publish = publish_threshold(confidence, correct, max_wrong_rate, min_published)
+    threshold = publish if threshold is None else threshold
     # The covariance describes a correct fix (the confidence says how likely that is): it is
     # fitted on published fixes within correct_m, or, when fewer than min_per_bin of those
-    # exist, on the min_per_bin most confident correct attempts.
+    # exist, on every correct attempt.
     published = (confidence >= threshold) & correct
     if published.sum() < min_per_bin:
-        ranked = np.flatnonzero(correct)[np.argsort(-confidence[correct], kind="stable")]
-        if len(ranked) < 10:
-            raise SeqvprError(f"calibration: only {len(ranked)} attempts within {correct_m} m; need at least 10")
-        published = np.zeros(len(margins), dtype=bool)
-        published[ranked[:min_per_bin]] = True
+        if correct.sum() < 10:
+            raise SeqvprError(f"calibration: only {int(correct.sum())} attempts within {correct_m} m; need at least 10")
+        published = correct
     count = int(published.sum())
     bins = max(1, min(bins, count // min_per_bin))
     quantiles = np.quantile(confidence[published], np.linspace(0, 1, bins + 1)[1:-1])
@@ -182,7 +232,29 @@ def fit_calibration(
         sigma_cross_m=tuple(sigma_cross),
         correct_m=correct_m,
         fixes=len(margins),
+        streak_gate=calibration.streak_gate,
+        publish_threshold=publish,
+        max_wrong_rate=max_wrong_rate,
     )
+
+
+def publish_threshold(confidence: np.ndarray, correct: np.ndarray, max_wrong_rate: float, min_published: int) -> float:
+    """The lowest confidence c such that at most ``max_wrong_rate`` of the attempts with
+    confidence >= c are wrong and at least ``min_published`` of them reach c; 1.0 if none.
+
+    Args:
+        confidence: confidence of each attempt, shape (F,).
+        correct: whether each attempt was correct, shape (F,).
+        max_wrong_rate: the largest acceptable share of wrong fixes.
+        min_published: the fewest attempts the threshold must leave published.
+    """
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    ranked, wrong = np.asarray(confidence)[order], np.cumsum(~np.asarray(correct, bool)[order])
+    count = np.arange(1, len(ranked) + 1)
+    # Only cut between distinct confidences: everything at the threshold is published.
+    last_of_level = np.append(ranked[1:] < ranked[:-1], True)
+    good = last_of_level & (wrong <= max_wrong_rate * count) & (count >= min_published)
+    return float(ranked[np.flatnonzero(good)[-1]]) if good.any() else 1.0
 
 
 def save_calibration(calibration: Calibration, map_dir: str | Path) -> Path:

@@ -23,7 +23,8 @@ class LocalizerConfig:
         query_period_s: a keyframe every this many seconds of camera time (without odometry).
         query_spacing_m: with odometry, a keyframe every this many metres travelled instead;
             None keeps the time rule even when odometry is given.
-        query_length: keyframes in the ring buffer, the query sequence (paper: 10).
+        query_length: keyframes in the ring buffer, the query sequence (paper: 10; 15 chosen
+            on validation).
         min_query_length: keyframes needed before the first fix is attempted.
         top_k: faiss neighbours per keyframe in a global proposal.
         max_windows: candidate windows of a global proposal (the best-voted clusters).
@@ -33,11 +34,21 @@ class LocalizerConfig:
         cluster_gap_s: candidates whose implied reference times differ by more than this
             start a new window.
         distinct_m: the runner-up window must end more than this far (metres) from the best.
-        confidence_threshold: fixes below this confidence are not published (status LOST).
-        global_every: while tracking, a global proposal every this many keyframes (a
-            kidnapped robot recovers); in between only windows around the prediction.
+        confidence_threshold: fixes below this confidence are not published (status LOST);
+            None: the calibration's ``publish_threshold`` (the lowest confidence at which
+            the validation fixes were at most 1 % wrong).
+        global_every: while a hypothesis is tracked, a global proposal every this many
+            keyframes (a kidnapped robot recovers); in between only windows around the
+            prediction.
         tracking_slack_s: reference seconds around the predicted time in a tracking window.
-        lam: GDTW regularisation weight lambda (paper: 0.1).
+        consistency_m: the best window agrees with the motion when its newest frame lies
+            within this path distance (metres) of where the previous keyframe's best
+            window, moved on at its aligned speed, predicts it; consecutive agreeing
+            keyframes (the streak) feed the confidence.
+        speed_ratios: expected speed ratios e (reference seconds per query second) of the
+            subsequence GDTW; every window is aligned at each, and the lowest cost (per
+            unit of query time) wins. (1.0,) is the paper's single e = 1.
+        lam: GDTW regularisation weight lambda (paper: 0.1; 1.0 chosen on validation).
         grid_size: GDTW candidates per knot M (paper: 50).
         refinements: GDTW grid refinements (paper: 3).
         reset_backward_s: a stamp this far (seconds) behind the newest resets the buffer;
@@ -48,7 +59,7 @@ class LocalizerConfig:
 
     query_period_s: float = 1.0
     query_spacing_m: float | None = None
-    query_length: int = 10
+    query_length: int = 15
     min_query_length: int = 5
     top_k: int = 10
     max_windows: int = 8
@@ -56,10 +67,12 @@ class LocalizerConfig:
     window_slack_s: float = 2.0
     cluster_gap_s: float = 6.0
     distinct_m: float = 25.0
-    confidence_threshold: float = 0.5
-    global_every: int = 3
+    confidence_threshold: float | None = None
+    global_every: int = 1
     tracking_slack_s: float = 4.0
-    lam: float = 0.1
+    consistency_m: float = 8.0
+    speed_ratios: tuple[float, ...] = (0.7, 1.0, 1.4)
+    lam: float = 1.0
     grid_size: int = 50
     refinements: int = 3
     reset_backward_s: float = 1.0
@@ -67,7 +80,8 @@ class LocalizerConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        positive = ("query_period_s", "max_speed_ratio", "distinct_m", "reset_backward_s", "max_keyframe_gap_s")
+        positive = ("query_period_s", "max_speed_ratio", "distinct_m", "reset_backward_s", "max_keyframe_gap_s",
+                    "consistency_m")
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -76,6 +90,13 @@ class LocalizerConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"LocalizerConfig.{name} must be a number >= 0, got {value!r}")
+        if not (isinstance(self.speed_ratios, tuple) and self.speed_ratios and all(
+                isinstance(ratio, int | float) and math.isfinite(ratio) and 0 < ratio <= self.max_speed_ratio
+                for ratio in self.speed_ratios)):
+            raise ConfigError(
+                f"LocalizerConfig.speed_ratios must be a non-empty list of numbers in (0, max_speed_ratio "
+                f"= {self.max_speed_ratio}], got {self.speed_ratios!r}"
+            )
         if self.query_spacing_m is not None and not self.query_spacing_m > 0:
             raise ConfigError(f"LocalizerConfig.query_spacing_m must be > 0 or null, got {self.query_spacing_m!r}")
         for name, low in (("query_length", 2), ("min_query_length", 2), ("top_k", 1), ("max_windows", 1),
@@ -88,7 +109,7 @@ class LocalizerConfig:
                 f"LocalizerConfig.min_query_length ({self.min_query_length}) exceeds query_length "
                 f"({self.query_length})"
             )
-        if not 0.0 <= self.confidence_threshold <= 1.0:
+        if self.confidence_threshold is not None and not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(
                 f"LocalizerConfig.confidence_threshold must be in [0, 1], got {self.confidence_threshold!r}"
             )

@@ -4,11 +4,20 @@ Every ``query_period_s`` of camera time (or every ``query_spacing_m`` of odometr
 becomes a keyframe: its descriptor (given, or computed by the encoder) joins a ring buffer
 of the last ``query_length`` keyframes, the query. Candidate reference windows are proposed
 from the map (:mod:`seqvpr.localization.proposal`), the query is aligned to all of them in
-one batched subsequence GDTW, and the lowest-cost window gives the fix: the reference pose
-at the warped time of the newest keyframe. The margin to the best window elsewhere gives
-the confidence, the calibration (:mod:`seqvpr.localization.calibration`) the covariance.
-Frames between keyframes get the last fix carried forward along the reference at the
-aligned speed.
+one batched subsequence GDTW (at each of ``speed_ratios``), and the lowest-cost window
+gives the hypothesis: the reference pose at the warped time of the newest keyframe.
+
+A wrong window chosen by perceptual aliasing jumps around from keyframe to keyframe; a
+correct one agrees with the motion since the previous keyframe. So every keyframe's
+hypothesis is checked against the previous one moved on at its aligned speed: within
+``consistency_m`` of path it extends the *streak* of consistent keyframes, else the streak
+restarts at 0. The confidence (:mod:`seqvpr.localization.calibration`) is the calibrated
+probability that the hypothesis is correct given its margin over the best window elsewhere
+and its streak; a hypothesis is published as a fix (status TRACKING) when the confidence
+reaches ``confidence_threshold``. The hypothesis is tracked whether or not it is published,
+so the proposals, the margin and the streak do not depend on the calibration (which is
+fitted on them). Frames between keyframes get the last fix carried forward along the
+reference at the aligned speed.
 
 Robustness: a stamp equal to the newest is a duplicate and a stamp slightly behind it is
 out of order (both dropped and counted); a jump back of more than ``reset_backward_s``
@@ -118,6 +127,43 @@ class _Fix:
     covariance: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Hypothesis:
+    """The best window of the last keyframe, published or not, and its streak."""
+
+    traverse: int
+    reference_time_s: float
+    stamp_s: float
+    rate: float
+    streak: int
+
+    def predicted_time_s(self, stamp_s: float) -> float:
+        return self.reference_time_s + self.rate * (stamp_s - self.stamp_s)
+
+
+def extend_streak(
+    previous: _Hypothesis | None, traverse: int, path_m: float, stamp_s: float, path_at: Any, consistency_m: float
+) -> int:
+    """The streak of a new hypothesis at path position ``path_m`` of ``traverse`` at ``stamp_s``.
+
+    Args:
+        previous: the previous keyframe's hypothesis, or None.
+        traverse: the new hypothesis' traverse.
+        path_m: its path position (metres along the traverse).
+        stamp_s: the keyframe's stamp.
+        path_at: ``path_at(traverse, reference_time_s) -> metres`` along the traverse.
+        consistency_m: the largest disagreement (metres of path) that counts as consistent.
+
+    Returns:
+        previous streak + 1 when the new hypothesis lies within ``consistency_m`` of the
+        previous one moved on to ``stamp_s``, else 0.
+    """
+    if previous is None or previous.traverse != traverse:
+        return 0
+    predicted = path_at(traverse, previous.predicted_time_s(stamp_s))
+    return previous.streak + 1 if abs(predicted - path_m) <= consistency_m else 0
+
+
 class StreamingLocalizer:
     """Localizes a stream of camera frames against a map.
 
@@ -152,7 +198,9 @@ class StreamingLocalizer:
         self._status = Status.INITIALIZING
         self._fix: _Fix | None = None
         self._since_global = 0
+        self._hypothesis: _Hypothesis | None = None
         self._last_margin = 0.0
+        self._last_streak = 0
 
     @classmethod
     def from_map(
@@ -208,6 +256,7 @@ class StreamingLocalizer:
         self._keyframe_distance = None
         self._status = Status.INITIALIZING
         self._fix = None
+        self._hypothesis = None
         self._since_global = 0
 
     # -- the frame loop -------------------------------------------------------------
@@ -340,56 +389,96 @@ class StreamingLocalizer:
     def _localize(self, stamp: float, started: float) -> Estimate:
         config = self.config
         if len(self._keyframes) < config.min_query_length:
-            self._status, self._fix = Status.INITIALIZING, None
+            self._status, self._fix, self._hypothesis = Status.INITIALIZING, None, None
             return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
         times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
         values = np.stack([keyframe.values for keyframe in self._keyframes])
-        windows = []
-        tracking = self._status is Status.TRACKING and self._fix is not None
-        if tracking:
-            fix = self._fix
-            predicted = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
-            windows.append(tracking_window(self.map, fix.traverse, predicted, times[-1] - times[0], config))
+        previous = self._hypothesis
         self._since_global += 1
-        if not tracking or self._since_global >= config.global_every:
+        if previous is None or self._since_global >= config.global_every:
+            # Only the map's own votes, no window around the previous hypothesis: a wrong
+            # hypothesis must win again on its own, or the streak would feed itself.
             self._since_global = 0
             self._search_new_keyframes()
             rows = np.stack([keyframe.rows for keyframe in self._keyframes])
-            windows.extend(global_windows(self.map, times, rows, config))
+            windows = global_windows(self.map, times, rows, config)
+        else:
+            windows = [tracking_window(self.map, previous.traverse, previous.predicted_time_s(stamp),
+                                       times[-1] - times[0], config)]
         if not windows:
+            self._hypothesis = None
             return self._no_fix(stamp, started, Status.LOST)
         windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
-        alignment = align_windows(self.map, windows, times, values, config)
-        costs = alignment.costs
-        ends = np.stack([self.map.pose_at(w.traverse, t)[0] for w, t in zip(windows, alignment.end_times)])
+        costs, end_times, start_times = self._align(windows, times, values)
+        window_of = np.tile(np.arange(len(windows)), len(config.speed_ratios))
+        ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
         best = int(np.argmin(costs))
         distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
         margin = 0.0
         if distinct.any():
             runner_up = float(costs[distinct].min())
             margin = 1.0 - float(costs[best]) / runner_up if runner_up > 0 else 0.0
-        confidence = self.calibration.confidence(margin)
-        self._last_margin = margin
-        window = windows[best]
+        window = windows[window_of[best]]
         span = times[-1] - times[0]
-        rate = (alignment.end_times[best] - alignment.start_times[best]) / span if span > 0 else 1.0
-        if confidence < config.confidence_threshold:
+        rate = (end_times[best] - start_times[best]) / span if span > 0 else 1.0
+        rate = float(np.clip(rate, 0.0, config.max_speed_ratio))
+        end_time = float(end_times[best])
+        streak = extend_streak(previous, window.traverse, self._path_at(window.traverse, end_time), stamp,
+                               self._path_at, config.consistency_m)
+        self._hypothesis = _Hypothesis(window.traverse, end_time, stamp, rate, streak)
+        confidence = self.calibration.confidence(margin, streak)
+        self._last_margin, self._last_streak = margin, streak
+        if confidence < self.confidence_threshold:
             self._status, self._fix = Status.LOST, None
             return Estimate(stamp, Status.LOST, confidence=confidence, latency_s=time.perf_counter() - started,
                             is_keyframe=True, traverse=self.map.traverses[window.traverse].name,
-                            reference_time_s=float(alignment.end_times[best]))
-        heading = self.map.pose_at(window.traverse, alignment.end_times[best])[1]
-        self._fix = _Fix(window.traverse, float(alignment.end_times[best]), stamp,
-                         float(np.clip(rate, 0.0, config.max_speed_ratio)), confidence,
+                            reference_time_s=end_time)
+        heading = self.map.pose_at(window.traverse, end_time)[1]
+        self._fix = _Fix(window.traverse, end_time, stamp, rate, confidence,
                          self.calibration.covariance(confidence, heading))
         self._status = Status.TRACKING
         self._counters["fixes"] += 1
         return self._estimate_from_fix(stamp, started, is_keyframe=True)
 
+    def _align(self, windows: list, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Costs, newest and oldest keyframe's reference times of every (speed ratio, window).
+
+        Returns three arrays of shape (R * W,), ratio-major. GDTW's subsequence regulariser
+        expects slope 1; aligning the query on times stretched by e (t -> t_0 + e (t - t_0))
+        with lambda e^2 makes it expect slope e with weight lambda, and multiplies the whole
+        objective by e: f_e(phi) = e [sum_i w_i ||R(phi_i) - Q_i||^2 + lambda sum_i dt_i
+        (dphi_i / dt_i - e)^2]. Dividing by e makes the costs of all ratios comparable.
+        """
+        costs, end_times, start_times = [], [], []
+        for ratio in self.config.speed_ratios:
+            stretched = times[0] + ratio * (times - times[0])
+            config = dataclasses.replace(self.config, lam=self.config.lam * ratio * ratio)
+            alignment = align_windows(self.map, windows, stretched, values, config)
+            costs.append(alignment.costs / ratio)
+            end_times.append(alignment.end_times)
+            start_times.append(alignment.start_times)
+        return np.concatenate(costs), np.concatenate(end_times), np.concatenate(start_times)
+
+    def _path_at(self, traverse: int, reference_time_s: float) -> float:
+        """Metres of path along ``traverse`` at a reference time."""
+        rows = self.map.rows_of(traverse)
+        return float(np.interp(reference_time_s, self.map.times[rows], self.map.path_length_m[rows]))
+
+    @property
+    def confidence_threshold(self) -> float:
+        """The confidence from which fixes are published (the config's, else the calibration's)."""
+        threshold = self.config.confidence_threshold
+        return self.calibration.publish_threshold if threshold is None else threshold
+
     @property
     def last_margin(self) -> float:
         """The margin 1 - c1/c2 of the last alignment (what the calibration maps)."""
         return self._last_margin
+
+    @property
+    def last_streak(self) -> int:
+        """The streak of consistent keyframes of the last alignment."""
+        return self._last_streak
 
     def _search_new_keyframes(self) -> None:
         pending = [keyframe for keyframe in self._keyframes if keyframe.rows is None]

@@ -1,7 +1,7 @@
 """Keyframe attempts on traverses with known poses: calibration data and the oracle comparison.
 
 :func:`keyframe_attempts` replays traverses (descriptors given) through a localizer and
-records, per keyframe, the margin, the best window's position (published or not), the
+records, per keyframe, the margin, the streak, the best window's position (published or not), the
 truth and the status. :func:`calibrate` fits a :class:`Calibration` on such attempts and
 reports its reliability; :func:`reliability` scores a calibration on held-out attempts.
 :func:`oracle_errors` aligns the same keyframe windows to the *true* reference stretch
@@ -33,6 +33,7 @@ class Attempts:
         traverse: query traverse name per attempt (K,).
         stamps: keyframe stamps (K,).
         margins: 1 - c1/c2 (K,).
+        streaks: consecutive consistent keyframes (K,).
         positions: best window's position (K, 2); published or not.
         headings: reference heading there (K,).
         truths: true positions (K, 2).
@@ -45,6 +46,7 @@ class Attempts:
     traverse: np.ndarray
     stamps: np.ndarray
     margins: np.ndarray
+    streaks: np.ndarray
     positions: np.ndarray
     headings: np.ndarray
     truths: np.ndarray
@@ -59,17 +61,13 @@ class Attempts:
 
     def select(self, keep: np.ndarray) -> Attempts:
         """The attempts where the boolean mask ``keep`` (K,) is true."""
-        fields = {name: getattr(self, name)[keep] for name in ("traverse", "stamps", "margins", "positions",
-                                                                "headings", "truths", "published", "covariances",
-                                                                "confidences")}
+        fields = {name: getattr(self, name)[keep] for name in _ARRAY_FIELDS}
         return Attempts(**fields, query_times=[t for t, k in zip(self.query_times, keep) if k])
 
     @staticmethod
     def concatenate(parts: Sequence[Attempts]) -> Attempts:
         """One :class:`Attempts` holding all of ``parts``."""
-        fields = {name: np.concatenate([getattr(p, name) for p in parts])
-                  for name in ("traverse", "stamps", "margins", "positions", "headings", "truths", "published",
-                               "covariances", "confidences")}
+        fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAY_FIELDS}
         return Attempts(**fields, query_times=[t for p in parts for t in p.query_times])
 
     def along_cross(self) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +75,10 @@ class Attempts:
         delta = self.truths - self.positions
         cosine, sine = np.cos(self.headings), np.sin(self.headings)
         return delta[:, 0] * cosine + delta[:, 1] * sine, -delta[:, 0] * sine + delta[:, 1] * cosine
+
+
+_ARRAY_FIELDS = ("traverse", "stamps", "margins", "streaks", "positions", "headings", "truths", "published",
+                 "covariances", "confidences")
 
 
 def keyframe_attempts(
@@ -97,30 +99,36 @@ def keyframe_attempts(
             number = [t.name for t in reference_map.traverses].index(estimate.traverse)
             position, heading = reference_map.pose_at(number, estimate.reference_time_s)
             times = [keyframe.stamp_s for keyframe in localizer._keyframes]
-            rows.append((traverse.name, stamp, localizer.last_margin, position, heading, truth,
+            rows.append((traverse.name, stamp, localizer.last_margin, localizer.last_streak, position, heading, truth,
                          estimate.status is Status.TRACKING, estimate.covariance, estimate.confidence, times))
-    columns = list(zip(*rows)) if rows else [[]] * 10
+    columns = list(zip(*rows)) if rows else [[]] * 11
     return Attempts(np.array(columns[0], dtype=object), np.array(columns[1], dtype=float),
-                    np.array(columns[2], dtype=float), np.array(columns[3], dtype=float).reshape(-1, 2),
-                    np.array(columns[4], dtype=float), np.array(columns[5], dtype=float).reshape(-1, 2),
-                    np.array(columns[6], dtype=bool), np.array(columns[7], dtype=float).reshape(-1, 2, 2),
-                    np.array(columns[8], dtype=float), list(columns[9]))
+                    np.array(columns[2], dtype=float), np.array(columns[3], dtype=int),
+                    np.array(columns[4], dtype=float).reshape(-1, 2),
+                    np.array(columns[5], dtype=float), np.array(columns[6], dtype=float).reshape(-1, 2),
+                    np.array(columns[7], dtype=bool), np.array(columns[8], dtype=float).reshape(-1, 2, 2),
+                    np.array(columns[9], dtype=float), list(columns[10]))
 
 
-def calibrate(attempts: Attempts, threshold: float, correct_m: float = 10.0) -> Calibration:
-    """Fit confidence and covariance to validation attempts."""
+def calibrate(attempts: Attempts, threshold: float | None = None, correct_m: float = 10.0) -> Calibration:
+    """Fit confidence and covariance to validation attempts (threshold None: the fitted one)."""
     along, cross = attempts.along_cross()
-    return fit_calibration(attempts.margins, along, cross, threshold=threshold, correct_m=correct_m)
+    return fit_calibration(attempts.margins, along, cross, threshold=threshold, streaks=attempts.streaks,
+                           correct_m=correct_m)
 
 
-def reliability(attempts: Attempts, calibration: Calibration, threshold: float, bins: int = 5) -> dict[str, Any]:
+def reliability(attempts: Attempts, calibration: Calibration, threshold: float | None = None,
+                bins: int = 5) -> dict[str, Any]:
     """How well ``calibration`` describes ``attempts``.
 
-    Returns a dict: per confidence bin the mean predicted confidence, the observed share of
-    correct fixes and the count; the share of published fixes (confidence >= threshold)
-    whose true position lies inside the 95 % ellipse; the wrong-fix rate among them.
+    Returns a dict: the threshold (None: the calibration's ``publish_threshold``); per
+    confidence bin the mean predicted confidence, the observed share of correct fixes and
+    the count; the share of published fixes (confidence >= threshold) whose true position
+    lies inside the 95 % ellipse, over all of them and over the correct ones; the
+    wrong-fix rate among them.
     """
-    confidence = np.array([calibration.confidence(m) for m in attempts.margins])
+    threshold = calibration.publish_threshold if threshold is None else threshold
+    confidence = np.array([calibration.confidence(m, n) for m, n in zip(attempts.margins, attempts.streaks)])
     correct = attempts.errors_m <= calibration.correct_m
     edges = np.linspace(0, 1, bins + 1)
     table = []
@@ -135,11 +143,14 @@ def reliability(attempts: Attempts, calibration: Calibration, threshold: float, 
         covariance = calibration.covariance(confidence[i], attempts.headings[i])
         delta = attempts.truths[i] - attempts.positions[i]
         inside_ellipse.append(float(delta @ np.linalg.solve(covariance, delta)) <= CHI2_95)
+    inside_correct = [inside for inside, ok in zip(inside_ellipse, correct[published]) if ok]
     return {
+        "threshold": float(threshold),
         "attempts": int(len(confidence)),
         "published": int(published.sum()),
         "bins": table,
         "coverage_95": float(np.mean(inside_ellipse)) if inside_ellipse else None,
+        "coverage_95_correct": float(np.mean(inside_correct)) if inside_correct else None,
         "wrong_fix_rate": float((~correct[published]).mean()) if published.any() else None,
     }
 

@@ -1,4 +1,5 @@
-"""Calibration: isotonic fit against hand-computed pools, coverage of the 95 % ellipse on fresh samples."""
+"""Calibration: isotonic fit against oracles, the streak gate, the publishing threshold by brute force,
+confidence and 95 % ellipse coverage on fresh samples."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from seqvpr.localization.calibration import (
     fit_calibration,
     isotonic_fit,
     load_calibration,
+    publish_threshold,
     save_calibration,
 )
 
@@ -80,3 +82,53 @@ def test_too_little_data_and_bad_files_are_errors(tmp_path):
     (tmp_path / "calibration.yaml").write_text("margin_knots: [0, 1]\nbogus: 1\n")
     with pytest.raises(SeqvprError, match="bogus"):
         load_calibration(tmp_path)
+
+
+def test_publish_threshold_matches_its_definition():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        confidence = rng.choice(np.linspace(0, 1, 12), size=60)
+        correct = rng.uniform(size=60) < confidence ** 0.3
+        rate, fewest = rng.choice([0.0, 0.01, 0.1]), int(rng.integers(1, 15))
+        # Brute force: every distinct confidence level, lowest first.
+        expected = 1.0
+        for level in np.unique(confidence):
+            chosen = confidence >= level
+            if chosen.sum() >= fewest and (~correct[chosen]).sum() <= rate * chosen.sum():
+                expected = level
+                break
+        assert publish_threshold(confidence, correct, rate, fewest) == expected
+
+
+def test_the_streak_gate_is_found_and_the_confidence_stays_calibrated():
+    # Fixes are right with probability 0.9 once 5 consecutive keyframes agreed, 0.2 before,
+    # whatever the margin; the fit must pick gate 5 among the candidates, and fresh samples
+    # from the same law must find the confidence within a few points of the observed share.
+    rng = np.random.default_rng(5)
+
+    def sample(count):
+        margins = rng.uniform(0, 0.2, size=count)
+        streaks = rng.integers(0, 12, size=count)
+        correct = rng.uniform(size=count) < np.where(streaks >= 5, 0.9, 0.2)
+        along = np.where(correct, rng.normal(scale=3.0, size=count), 80.0)
+        return margins, streaks, correct, along
+
+    margins, streaks, _, along = sample(6000)
+    calibration = fit_calibration(margins, along, np.zeros(6000), streaks=streaks, prior_strength=0.0)
+    assert calibration.streak_gate == 5
+    assert calibration.confidence(0.1, 5) == pytest.approx(0.9, abs=0.05)
+    assert calibration.confidence(0.1, 4) == pytest.approx(0.2, abs=0.05)
+    fresh_margins, fresh_streaks, fresh_correct, _ = sample(20000)
+    confidence = np.array([calibration.confidence(m, n) for m, n in zip(fresh_margins, fresh_streaks)])
+    for inside in (confidence < 0.5, confidence >= 0.5):
+        assert inside.sum() > 5000
+        assert fresh_correct[inside].mean() == pytest.approx(confidence[inside].mean(), abs=0.03)
+    # No level is 99 % right here: nothing qualifies for publishing at a 1 % wrong-fix rate.
+    assert calibration.publish_threshold == 1.0
+    # At 15 % the gated fixes (10 % wrong) qualify, and fresh published fixes are about that good.
+    lenient = fit_calibration(margins, along, np.zeros(6000), streaks=streaks, max_wrong_rate=0.15, prior_strength=0.0)
+    published = np.array([lenient.confidence(m, n) for m, n in zip(fresh_margins, fresh_streaks)]) >= (
+        lenient.publish_threshold)
+    assert published.mean() > 0.5
+    assert (~fresh_correct[published]).mean() == pytest.approx(0.15, abs=0.02)
+    assert fit_calibration(margins, along, np.zeros(6000), prior_strength=0.0).streak_gate == 0  # no streaks given

@@ -21,8 +21,9 @@ def test_the_shipped_yaml_is_the_defaults_and_every_key_is_commented():
             assert lines[i - 1].startswith("#"), f"key without a comment: {line}"
 
 
-@pytest.mark.parametrize("bad", [{"query_period_s": 0}, {"query_length": 1}, {"min_query_length": 11},
-                                 {"confidence_threshold": 1.5}, {"query_spacing_m": -1.0}, {"bogus": 1}])
+@pytest.mark.parametrize("bad", [{"query_period_s": 0}, {"query_length": 1}, {"min_query_length": 16},
+                                 {"confidence_threshold": 1.5}, {"query_spacing_m": -1.0}, {"bogus": 1},
+                                 {"speed_ratios": "[]"}, {"speed_ratios": "[0.5, 3.0]"}, {"consistency_m": 0}])
 def test_bad_values_name_the_field(tmp_path, bad):
     path = tmp_path / "c.yaml"
     path.write_text("".join(f"{key}: {value}\n" for key, value in bad.items()))

@@ -182,3 +182,46 @@ def test_a_route_not_in_the_map_yields_no_confident_fixes(tmp_path, reference_ma
     keyframes = [e for e in estimates if e.is_keyframe]
     assert len(keyframes) > 20
     assert sum(e.has_fix for e in keyframes) <= 0.05 * len(keyframes)
+
+
+def test_the_streak_counts_consecutive_keyframes_that_agree_with_the_motion():
+    # Hand-made hypotheses on a straight 1 m/s track (path metres = reference seconds): the
+    # robot moves 1 s per keyframe at rate 1; each row is (traverse, reference time).
+    from seqvpr.localization.streaming import _Hypothesis, extend_streak
+
+    def path_at(traverse, time_s):
+        return time_s
+
+    sequence = [(0, 10.0), (0, 11.0), (0, 12.5), (0, 40.0), (0, 41.0), (1, 42.0), (1, 43.0), (1, 44.0), (1, 52.0)]
+    expected = [0, 1, 2, 0, 1, 0, 1, 2, 0]  # 12.5 is 0.5 m off (consistent), 40 and 52 jump, traverse 1 restarts
+    previous, streaks = None, []
+    for stamp, (traverse, time_s) in enumerate(sequence):
+        streak = extend_streak(previous, traverse, path_at(traverse, time_s), float(stamp), path_at, 5.0)
+        previous = _Hypothesis(traverse, time_s, float(stamp), 1.0, streak)
+        streaks.append(streak)
+    assert streaks == expected
+
+
+def test_each_speed_ratio_is_gdtw_with_that_expected_slope(reference_map, world, query_descriptors):
+    # Oracle: GDTW on the full descriptors with expected_slope e and the same lambda; the
+    # localizer stretches the query's times instead and divides the cost by e.
+    query = world.queries[0]
+    values = query_descriptors[query.name][60:100:4]
+    values = values / np.linalg.norm(values, axis=1, keepdims=True)
+    times = query.times_s[60:100:4]
+    config = LocalizerConfig(lam=0.5, speed_ratios=(0.6, 1.0, 1.5))
+    localizer = StreamingLocalizer(reference_map, config)
+    start = float(reference_map.times[0])
+    windows = [Window(0, start + 5, start + 40), Window(0, start + 30, start + 60)]
+    costs, end_times, _ = localizer._align(windows, times, values)
+    for r, ratio in enumerate(config.speed_ratios):
+        for w, window in enumerate(windows):
+            rows = reference_map.window_rows(0, window.start_s, window.end_s)
+            origin = reference_map.times[rows.start]
+            reference = Signal(torch.from_numpy(np.asarray(reference_map.times[rows]) - origin),
+                               torch.from_numpy(np.array(reference_map.descriptors[rows], dtype=np.float64)))
+            single = gdtw(reference, Signal(torch.from_numpy(times - times[0]), torch.from_numpy(values.astype(np.float64))),
+                          GDTWConfig(subsequence=True, lam=0.5, grid_size=config.grid_size, expected_slope=ratio))
+            index = r * len(windows) + w
+            assert costs[index] == pytest.approx(float(single.cost[0]), rel=1e-4)
+            assert end_times[index] == pytest.approx(float(single.warp[0, -1]) + origin, abs=1e-3)
