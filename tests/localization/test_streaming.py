@@ -220,7 +220,8 @@ def test_each_speed_ratio_is_gdtw_with_that_expected_slope(reference_map, world,
             origin = reference_map.times[rows.start]
             reference = Signal(torch.from_numpy(np.asarray(reference_map.times[rows]) - origin),
                                torch.from_numpy(np.array(reference_map.descriptors[rows], dtype=np.float64)))
-            single = gdtw(reference, Signal(torch.from_numpy(times - times[0]), torch.from_numpy(values.astype(np.float64))),
+            query = Signal(torch.from_numpy(times - times[0]), torch.from_numpy(values.astype(np.float64)))
+            single = gdtw(reference, query,
                           GDTWConfig(subsequence=True, lam=0.5, grid_size=config.grid_size, expected_slope=ratio))
             index = r * len(windows) + w
             assert costs[index] == pytest.approx(float(single.cost[0]), rel=1e-4)
