@@ -23,8 +23,7 @@ class LocalizerConfig:
         query_period_s: a keyframe every this many seconds of camera time (without odometry).
         query_spacing_m: with odometry, a keyframe every this many metres travelled instead;
             None keeps the time rule even when odometry is given.
-        query_length: keyframes in the ring buffer, the query sequence (paper: 10; 15 chosen
-            on validation).
+        query_length: keyframes in the ring buffer, the query sequence (paper: 10).
         min_query_length: keyframes needed before the first fix is attempted.
         top_k: faiss neighbours per keyframe in a global proposal.
         max_windows: candidate windows of a global proposal (the best-voted clusters).
@@ -59,7 +58,7 @@ class LocalizerConfig:
 
     query_period_s: float = 1.0
     query_spacing_m: float | None = None
-    query_length: int = 15
+    query_length: int = 10
     min_query_length: int = 5
     top_k: int = 10
     max_windows: int = 8

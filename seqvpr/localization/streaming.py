@@ -47,7 +47,7 @@ from seqvpr.errors import SeqvprError
 from seqvpr.localization.calibration import Calibration, load_calibration
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map, load_map
-from seqvpr.localization.proposal import align_windows, decoy_windows, global_windows, tracking_window
+from seqvpr.localization.proposal import Window, align_windows, decoy_windows, global_windows, tracking_window
 
 __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 
@@ -414,6 +414,20 @@ class StreamingLocalizer:
         ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
         best = int(np.argmin(costs))
         distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
+        if not distinct.any():
+            # Every window lies around the best one (a long window on a short traverse has no
+            # room for decoys): decoys around the stretch the best warp actually covers.
+            covered = Window(windows[window_of[best]].traverse, float(start_times[best]), float(end_times[best]))
+            extra = decoy_windows(self.map, covered, config.distinct_m)
+            if extra:
+                more = self._align(extra, times, values)
+                windows.extend(extra)
+                window_of = np.concatenate([window_of, len(windows) - len(extra) + np.tile(
+                    np.arange(len(extra)), len(config.speed_ratios))])
+                costs, end_times, start_times = (np.concatenate([a, b]) for a, b in
+                                                 zip((costs, end_times, start_times), more))
+                ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
+                distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
         margin = 0.0
         if distinct.any():
             runner_up = float(costs[distinct].min())

@@ -226,3 +226,20 @@ def test_each_speed_ratio_is_gdtw_with_that_expected_slope(reference_map, world,
             index = r * len(windows) + w
             assert costs[index] == pytest.approx(float(single.cost[0]), rel=1e-4)
             assert end_times[index] == pytest.approx(float(single.warp[0, -1]) + origin, abs=1e-3)
+
+
+def test_a_short_traverse_still_gives_the_best_window_a_runner_up(tmp_path):
+    # 80 frames 1 s and 2 m apart with random descriptors: one global window covers most of
+    # the traverse, leaving no room for decoys 25 m clear of it. The query replays frames
+    # 30..44 exactly, so the runner-up (decoys around the best warp) is far worse: margin > 0.5.
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(80, 32))
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    positions = np.stack([2.0 * np.arange(80), np.zeros(80)], axis=1)
+    part = MapPart("short", "x", np.arange(80, dtype=float), positions, np.zeros(80), descriptors)
+    short = write_map(tmp_path / "short", [part], zone="30U", fingerprint="f", encoder={})
+    localizer = StreamingLocalizer(short, LocalizerConfig(query_length=15))
+    for frame in range(30, 45):
+        estimate = localizer.update(float(frame), descriptor=descriptors[frame])
+    assert localizer.last_margin > 0.5
+    assert estimate.has_fix and abs(estimate.easting - positions[44, 0]) < 2.0
