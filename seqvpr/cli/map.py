@@ -88,6 +88,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     calibration, report = calibrate_map(args.map, args.traverses, args.model, config, correct_m=args.correct_m)
     coverage = report["coverage_95"]
     print(f"calibrated {args.map} on {report['attempts']} keyframe alignments: {report['published']} published at "
-          f"confidence >= {config.confidence_threshold}, 95 % ellipse coverage "
+          f"confidence >= {report['threshold']:.3f}, 95 % ellipse coverage "
           f"{'n/a' if coverage is None else f'{100 * coverage:.1f} %'}; wrote {args.map / 'calibration.yaml'}")
     return 0

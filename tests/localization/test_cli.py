@@ -93,8 +93,10 @@ def test_map_calibrate_writes_a_calibration_the_localizer_reads(world, tmp_path,
     shutil.copytree(world.map_dir, map_dir)
     assert main(["map", "calibrate", str(map_dir), *(str(q.root) for q in world.queries),
                  "--model", str(world.model)]) == 0
-    assert "keyframe alignments" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "keyframe alignments" in printed
     report = json.loads((map_dir / "calibration_report.json").read_text())
+    assert f"confidence >= {report['threshold']:.3f}," in printed and "None" not in printed
     assert report["attempts"] > 100 and sum(b["count"] for b in report["bins"]) == report["attempts"]
     assert (map_dir / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     calibration = StreamingLocalizer.from_map(map_dir).calibration
