@@ -381,7 +381,7 @@ def plot(results: Mapping[int, Mapping[str, list[Accuracy]]], path: Path, budget
             thresholds = sorted(t for condition, t in cells if condition == "all")
             mean = [cells[("all", t)].mean for t in thresholds]
             seeds = max(cell.seeds for cell in cells.values())
-            label = method if method.startswith("Base") else f"{method} ({seeds} seeds)"
+            label = method if method.startswith("Base") else f"{method} (n = {seeds} seeds)"
             style = "--" if method.startswith("Base") else "-"
             curve.plot(thresholds, mean, style, marker="o", ms=3, color=colours[method], label=label)
             if seeds > 1:
