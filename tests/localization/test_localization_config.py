@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,9 @@ def test_map_config_checks_its_fields():
         MapConfig(large_index="hnsw")
     with pytest.raises(ConfigError, match="reference_spacing_m"):
         MapConfig(reference_spacing_m=-1)
+
+
+def test_fast_preset_changes_only_the_proposal_cadence_and_speed_ratios():
+    fast = load_config(YAML.parent / "localization-fast.yaml", LocalizerConfig)
+    assert fast.global_every == 3 and fast.speed_ratios == (1.0,)
+    assert dataclasses.replace(fast, global_every=1, speed_ratios=(0.7, 1.0, 1.4)) == LocalizerConfig()

@@ -13,7 +13,9 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
   forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
 - map loading: ``load_map`` + opening its index, for each map size.
 
-Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threads 2]
+Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threads 2] [--config FILE]
+
+``--config`` takes localizer settings (the keys of config/localization.yaml); default the defaults.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from common import machine_line  # noqa: E402
 
 import seqvpr.localization.streaming as streaming  # noqa: E402
 from seqvpr.align import GDTWConfig, Signal, gdtw  # noqa: E402
+from seqvpr.config import load_config  # noqa: E402
 from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, load_map, write_map  # noqa: E402
 from seqvpr.localization.proposal import Alignment, _rows_at_least  # noqa: E402
 from seqvpr.localization.simulate import drive, route_map, synthetic_route  # noqa: E402
+
+CONFIG = LocalizerConfig()
 
 
 def full_dimensional_align(reference_map, windows, query_times, query_values, config) -> Alignment:
@@ -94,18 +99,18 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
         loaded = time.perf_counter() - started
         print(f"| map of {size} frames, D={dim}: built in {built:.1f} s, loaded in {1e3 * loaded:.1f} ms "
               f"({reference_map.index_kind}) | | | | |", flush=True)
-        ours = keyframe_latencies(StreamingLocalizer(reference_map), stamps, values)
+        ours = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG), stamps, values)
         if kind == "flat":
             original = streaming.align_windows
             streaming.align_windows = full_dimensional_align
             try:
-                baseline = keyframe_latencies(StreamingLocalizer(reference_map), stamps, values)
+                baseline = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG), stamps, values)
             finally:
                 streaming.align_windows = original
             row(f"{size} frames, flat, descriptor given", ours, baseline, "full-D GDTW")
         else:
             route_map(route, folder / f"flat{size}", exact_max_frames=size)
-            baseline = keyframe_latencies(StreamingLocalizer(load_map(folder / f"flat{size}")), stamps, values)
+            baseline = keyframe_latencies(StreamingLocalizer(load_map(folder / f"flat{size}"), CONFIG), stamps, values)
             row(f"{size} frames, IVF (nprobe 16), descriptor given", ours, baseline, "exact index")
 
 
@@ -124,7 +129,7 @@ def image_rows(presets, frames, seconds, folder: Path) -> None:
                                   fingerprint=encoder_fingerprint(encoder), encoder=encoder.config.to_dict())
         config = encoder.config
         image = rng.integers(0, 255, size=(config.image_height, config.image_width, 3), dtype=np.uint8)
-        localizer = StreamingLocalizer(reference_map, LocalizerConfig(), encoder=encoder)
+        localizer = StreamingLocalizer(reference_map, CONFIG, encoder=encoder)
         stamps = 1000.0 + np.arange(int(seconds * 30)) / 30.0
         ours = keyframe_latencies(localizer, stamps, image=image, warmup_s=5.0)
         baseline = []
@@ -145,12 +150,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--presets", nargs="*", default=["small", "netvlad-vgg16"])
     parser.add_argument("--image-map-frames", type=int, default=2000)
+    parser.add_argument("--config", type=Path, help="localizer settings YAML (default: the defaults)")
     args = parser.parse_args()
+    global CONFIG
+    CONFIG = load_config(args.config, LocalizerConfig) if args.config else LocalizerConfig()
     import faiss
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     print(machine_line())
+    print(f"localizer: query_length {CONFIG.query_length}, global_every {CONFIG.global_every}, "
+          f"speed_ratios {list(CONFIG.speed_ratios)}, top_k {CONFIG.top_k}, max_windows {CONFIG.max_windows}")
     print("| case | p50 (ms) | p99 (ms) | baseline p50 / p99 (ms) | baseline p50 / ours p50 |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
