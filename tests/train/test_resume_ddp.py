@@ -126,6 +126,18 @@ def kill_after_first_checkpoint(process, run):
     return workers
 
 
+def kill_and_resume(arguments, run, last_step):
+    """Start ``seqvpr ARGUMENTS`` writing ``run``, SIGKILL it after its first checkpoint (before
+    ``last_step``), then resume it with ``--resume`` to the end."""
+    process = subprocess.Popen([sys.executable, "-m", "seqvpr", *arguments], env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_after_first_checkpoint(process, run)
+    reached = torch.load(run / "last.pt", weights_only=True)["training"]["step"]
+    assert reached < last_step, "the run finished before it could be killed"
+    subprocess.run([sys.executable, "-m", "seqvpr", arguments[0], "--resume", str(run), "--no-progress"],
+                   check=True, env=environment(), capture_output=True)
+
+
 def written(writes, rank):
     """The files process ``rank`` wrote (its log exists from its start on)."""
     lines = (writes / f"writes-rank{rank}.txt").read_text().splitlines()
@@ -154,13 +166,7 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_metrics(pairs_worl
     subprocess.run([sys.executable, "-m", "seqvpr", *command(pairs_world, tmp_path / "straight", tmp_path, *steps)],
                    check=True, env=environment(), capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "seqvpr", *command(pairs_world, killed, tmp_path, *steps)],
-                               env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_after_first_checkpoint(process, killed)
-    reached = torch.load(killed / "last.pt", weights_only=True)["training"]["step"]
-    assert reached < 9, "the run finished before it could be killed"
-    subprocess.run([sys.executable, "-m", "seqvpr", "finetune", "--resume", str(killed), "--no-progress"],
-                   check=True, env=environment(), capture_output=True)
+    kill_and_resume(command(pairs_world, killed, tmp_path, *steps), killed, last_step=9)
     straight, resumed = metrics(tmp_path / "straight"), metrics(killed)
     assert [row["step"] for row in resumed] == [3, 6, 9]
     for expected, got in zip(straight, resumed):
@@ -243,13 +249,7 @@ def train_base_run(pairs_world, runs):
 @pytest.mark.slow
 def test_train_base_killed_with_sigkill_resumes_to_the_uninterrupted_run(pairs_world, train_base_run, runs):
     killed = runs / "tb-killed"
-    process = subprocess.Popen([sys.executable, "-m", "seqvpr", *train_base_command(pairs_world, killed, runs)],
-                               env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_after_first_checkpoint(process, killed)
-    reached = torch.load(killed / "last.pt", weights_only=True)["training"]["step"]
-    assert reached < 6, "the run finished before it could be killed"
-    subprocess.run([sys.executable, "-m", "seqvpr", "train-base", "--resume", str(killed), "--no-progress"],
-                   check=True, env=environment(), capture_output=True)
+    kill_and_resume(train_base_command(pairs_world, killed, runs), killed, last_step=6)
     expected, resumed = metrics(train_base_run), metrics(killed)
     assert [row["step"] for row in resumed] == [2, 4, 6]
     for want, got in zip(expected, resumed):
