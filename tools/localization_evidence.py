@@ -37,7 +37,7 @@ from seqvpr.config import config_to_dict, load_config
 from seqvpr.data.traverse import find_traverses
 from seqvpr.extraction import encode_images
 from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
-from seqvpr.localization.calibration import Calibration, save_calibration
+from seqvpr.localization.calibration import Calibration, calibrated_settings, save_calibration
 from seqvpr.localization.plots import plot_reliability
 from seqvpr.localization.validation import Attempts, calibrate, keyframe_attempts, oracle_errors, reliability
 from seqvpr.vpr import load_encoder
@@ -98,7 +98,8 @@ def main() -> None:
     uncalibrated = Attempts.concatenate([keyframe_attempts(reference_map, [q], [descriptors[q.name]], config,
                                                            Calibration()) for q in queries])
     validation_raw = uncalibrated.select(~on_test_half(uncalibrated))
-    calibration = calibrate(validation_raw, config.confidence_threshold)
+    calibration = dataclasses.replace(calibrate(validation_raw, config.confidence_threshold),
+                                      settings=calibrated_settings(config))
     save_calibration(calibration, map_dir)
     threshold = calibration.publish_threshold if config.confidence_threshold is None else config.confidence_threshold
     attempts = Attempts.concatenate([keyframe_attempts(reference_map, [q], [descriptors[q.name]], config,

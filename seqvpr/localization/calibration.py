@@ -29,8 +29,9 @@ all published fixes the ellipse then holds 95 % x (1 - wrong-fix rate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -40,11 +41,18 @@ from seqvpr.errors import SeqvprError
 from seqvpr.io import atomic_path
 
 __all__ = ["CHI2_95", "Calibration", "fit_calibration", "load_calibration", "save_calibration", "isotonic_fit",
-           "publish_threshold", "STREAK_GATES"]
+           "publish_threshold", "STREAK_GATES", "CALIBRATED_SETTINGS", "calibrated_settings", "settings_mismatch"]
 
 CHI2_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, p = 0.95
 STREAK_GATES = (0, 3, 5, 8)  # candidate streak gates fit_calibration chooses from
 CALIBRATION_FILE = "calibration.yaml"
+# Localizer settings that shape the margins and streaks a calibration is fitted to (the
+# threshold, device and reset rules do not).
+CALIBRATED_SETTINGS = (
+    "query_period_s", "query_spacing_m", "query_length", "min_query_length", "top_k", "max_windows",
+    "max_speed_ratio", "window_slack_s", "cluster_gap_s", "distinct_m", "global_every", "tracking_slack_s",
+    "consistency_m", "speed_ratios", "lam", "grid_size", "refinements",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class Calibration:
             localizer's ``confidence_threshold`` is null: the lowest confidence at which the
             validation fixes were at most ``max_wrong_rate`` wrong (1.0 = none qualified).
         max_wrong_rate: the wrong-fix rate ``publish_threshold`` was chosen for.
+        settings: the localizer settings (:data:`CALIBRATED_SETTINGS`) the validation
+            keyframes were aligned with; empty for the built-in default or an older file.
     """
 
     margin_knots: tuple[float, ...] = (0.0, 0.3)
@@ -77,6 +87,7 @@ class Calibration:
     streak_gate: int = 0
     publish_threshold: float = 0.5
     max_wrong_rate: float = 0.01
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.margin_knots) != len(self.confidence_knots) or not self.margin_knots:
@@ -255,6 +266,22 @@ def publish_threshold(confidence: np.ndarray, correct: np.ndarray, max_wrong_rat
     last_of_level = np.append(ranked[1:] < ranked[:-1], True)
     good = last_of_level & (wrong <= max_wrong_rate * count) & (count >= min_published)
     return float(ranked[np.flatnonzero(good)[-1]]) if good.any() else 1.0
+
+
+def calibrated_settings(config: Any) -> dict[str, Any]:
+    """The settings of ``config`` (a LocalizerConfig) that a calibration depends on, as YAML values."""
+    values = config_to_dict(config)
+    return {name: values[name] for name in CALIBRATED_SETTINGS}
+
+
+def settings_mismatch(calibration: Calibration, config: Any) -> list[str]:
+    """``name: calibrated -> used`` for every calibrated setting ``config`` changes (none when
+    the calibration does not record its settings)."""
+    if not calibration.settings:
+        return []
+    used = calibrated_settings(config)
+    return [f"{name}: {calibration.settings[name]!r} -> {used[name]!r}" for name in CALIBRATED_SETTINGS
+            if name in calibration.settings and calibration.settings[name] != used[name]]
 
 
 def save_calibration(calibration: Calibration, map_dir: str | Path) -> Path:

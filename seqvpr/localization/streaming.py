@@ -35,6 +35,7 @@ import enum
 import logging
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ import numpy as np
 
 from seqvpr.data.geo import utm_to_latlon
 from seqvpr.errors import SeqvprError
-from seqvpr.localization.calibration import Calibration, load_calibration
+from seqvpr.localization.calibration import Calibration, load_calibration, settings_mismatch
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map, load_map
 from seqvpr.localization.proposal import Window, align_windows, decoy_windows, global_windows, tracking_window
@@ -189,6 +190,12 @@ class StreamingLocalizer:
         if encoder is not None:
             encoder.to(self.config.device).eval()
         self.calibration = calibration or load_calibration(reference_map.root) or Calibration()
+        changed = settings_mismatch(self.calibration, self.config)
+        if changed:
+            warnings.warn(f"the calibration of {reference_map.root} was fitted with other localizer settings "
+                          f"({'; '.join(changed)}): its confidences and threshold do not hold for these; "
+                          "recalibrate with `seqvpr map calibrate --config` and the settings you localize with",
+                          UserWarning, stacklevel=2)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.query_length)
         self._last_stamp: float | None = None

@@ -12,12 +12,12 @@ compared with.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from seqvpr.localization.calibration import CHI2_95, Calibration, fit_calibration
+from seqvpr.localization.calibration import CHI2_95, Calibration, calibrated_settings, fit_calibration
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map
 from seqvpr.localization.streaming import Status, StreamingLocalizer
@@ -230,7 +230,8 @@ def calibrate_map(
             raise SeqvprError(f"calibrate: unreadable image(s) in {traverse.name}, e.g. {bad[0]}")
         descriptors.append(values)
     attempts = keyframe_attempts(localizer.map, traverses, descriptors, config, Calibration())
-    calibration = calibrate(attempts, config.confidence_threshold, correct_m)
+    calibration = replace(calibrate(attempts, config.confidence_threshold, correct_m),
+                          settings=calibrated_settings(config))
     report = reliability(attempts, calibration, config.confidence_threshold)
     report["traverses"] = [t.name for t in traverses]
     save_calibration(calibration, map_dir)
