@@ -55,3 +55,27 @@ def _gradcheck(function: Callable[..., torch.Tensor], *inputs: torch.Tensor, **o
 def gradcheck() -> Callable[..., bool]:
     """:func:`torch.autograd.gradcheck` on float64 inputs (eps 1e-6, atol 1e-6, rtol 1e-4 unless given)."""
     return _gradcheck
+
+
+@pytest.fixture
+def chunk_writes(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[int]]:
+    """``chunk_writes(stop_after=None)`` patches ``seqvpr.extraction``'s chunk writer and returns
+    the list of chunk starts it writes; with ``stop_after=N`` the run is interrupted
+    (KeyboardInterrupt) instead of writing chunk N + 1."""
+    import seqvpr.extraction as extraction
+
+    original = extraction._write_chunk
+
+    def patch(stop_after: int | None = None) -> list[int]:
+        written: list[int] = []
+
+        def write(partial, start, *rest):
+            if stop_after is not None and len(written) == stop_after:
+                raise KeyboardInterrupt
+            written.append(start)
+            original(partial, start, *rest)
+
+        monkeypatch.setattr(extraction, "_write_chunk", write)
+        return written
+
+    return patch

@@ -135,31 +135,18 @@ def test_failed_start_leaves_nothing_and_the_fixed_command_runs(folder, tmp_path
     assert run_extract(folder, out) == 0 and read_descriptor_file(out).values.shape == (8, 4096)
 
 
-def test_damaged_chunks_are_recomputed_with_a_warning(folder, tmp_path, monkeypatch, caplog):
-    import seqvpr.extraction as extraction
-
+def test_damaged_chunks_are_recomputed_with_a_warning(folder, tmp_path, chunk_writes, caplog):
     reference = tmp_path / "reference.npz"
     assert run_extract(folder, reference, "--chunk-size", "2") == 0
     out = tmp_path / "resumed.npz"
-    original = extraction._write_chunk
-    written = []
-
-    def interrupt_after_three(partial, start, *rest):
-        if len(written) == 3:
-            raise KeyboardInterrupt
-        written.append(start)
-        original(partial, start, *rest)
-
-    monkeypatch.setattr(extraction, "_write_chunk", interrupt_after_three)
+    chunk_writes(stop_after=3)
     with pytest.raises(KeyboardInterrupt):
         run_extract(folder, out, "--chunk-size", "2")
     partial = tmp_path / "resumed.npz.partial"
     (partial / "chunk_000000000.npz").write_bytes(b"")
     chunk = partial / "chunk_000000002.npz"
     chunk.write_bytes(chunk.read_bytes()[:300])
-    recomputed = []
-    monkeypatch.setattr(extraction, "_write_chunk",
-                        lambda partial, start, *rest: (recomputed.append(start), original(partial, start, *rest)))
+    recomputed = chunk_writes()
     with caplog.at_level(logging.WARNING, logger="seqvpr.extraction"):
         assert run_extract(folder, out, "--chunk-size", "2") == 0
     assert recomputed == [0, 2, 6]

@@ -58,28 +58,18 @@ def test_descriptors_times_and_values(tmp_path, folder, capsys):
     np.testing.assert_allclose(half.values.astype(np.float32), result.values, atol=1e-3)
 
 
-def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, monkeypatch):
+def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, folder, chunk_writes):
     reference = tmp_path / "reference.npz"
     assert _run(folder, reference, "--chunk-size", "2") == 0
 
     out = tmp_path / "resumed.npz"
-    original = extraction._write_chunk
-    written = []
-
-    def interrupt_after_two(partial, start, *rest):
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        written.append(start)
-        original(partial, start, *rest)
-
-    monkeypatch.setattr(extraction, "_write_chunk", interrupt_after_two)
+    chunk_writes(stop_after=2)
     with pytest.raises(KeyboardInterrupt):
         _run(folder, out, "--chunk-size", "2")
     assert not out.exists() and sorted(p.name for p in (tmp_path / "resumed.npz.partial").glob("chunk_*")) == [
         "chunk_000000000.npz", "chunk_000000002.npz"]
 
-    resumed = []
-    monkeypatch.setattr(extraction, "_write_chunk", lambda partial, start, *rest: (resumed.append(start), original(partial, start, *rest)))
+    resumed = chunk_writes()
     assert _run(folder, out, "--chunk-size", "2") == 0
     assert resumed == [4, 6]
     np.testing.assert_array_equal(read_descriptor_file(out).values, read_descriptor_file(reference).values)
