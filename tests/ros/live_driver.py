@@ -180,6 +180,21 @@ def _player(ros: str, world: World, first: int, count: int, rate_hz: float, log:
     return subprocess.Popen(command, env=env)
 
 
+def _wait_for_stale(recorder: Recorder, since: float, timeout_s: float) -> None:
+    """Waits for a STALE ("no image for ...") diagnostics message sent after ``since``.
+
+    Returns quietly on timeout: the test that asks for STALE then fails with its own message.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with recorder.lock:
+            stale = any(item["wall"] > since and item["level"] == 3 and "no image for" in item["message"]
+                        for item in recorder.diagnostics)
+        if stale:
+            return
+        time.sleep(0.1)
+
+
 def _wait_until_drained(recorder: Recorder, since: float, timeout_s: float) -> None:
     """Waits for a diagnostics message, sent after ``since``, whose counters show an empty queue."""
     deadline = time.monotonic() + timeout_s
@@ -237,7 +252,10 @@ def run(ros: str, world: World, out: Path) -> dict:
         player.send_signal(signal.SIGKILL)
         player.wait()
         phases["killed"] = time.time()
-        time.sleep(1.0)
+        # The restart waits for the node to report STALE: how long a fresh player takes to
+        # start varies with the machine's load, and a quick one came back before the
+        # diagnostics, once a second, could see two seconds without an image.
+        _wait_for_stale(recorder, phases["killed"], 30)
         alive_after_kill = node.poll() is None
         restart = KILL_AFTER + RESTART_GAP
         end = world.phases["foreign"][1]
