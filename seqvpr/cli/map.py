@@ -12,7 +12,8 @@ seqvpr map build TRAVERSE... --model CKPT --out MAP
 
 Encode every image of the reference traverses (prepared traverse folders; several
 conditions of one route may go into one map) with the encoder checkpoint, and write MAP/:
-descriptors, times, positions and headings as memory-mapped .npy arrays, a faiss index
+descriptors (condition-centred: each traverse's mean descriptor subtracted, unless
+--no-centre), times, positions and headings as memory-mapped .npy arrays, a faiss index
 (exact up to --exact-max-frames frames, IVF or IVF-PQ beyond), and map.yaml with the
 encoder's fingerprint. Interrupted builds resume. `seqvpr localize MAP SOURCE` uses it.
 """
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--pq-subquantizers", type=int, default=64, help="IVF-PQ bytes per vector (default 64)")
     build.add_argument("--batch-size", type=int, default=16, help="images per encoder batch (default 16)")
     build.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
+    build.add_argument("--no-centre", dest="centre", action="store_false",
+                       help="keep the encoder's descriptors as they are (default: subtract each traverse's mean "
+                            "descriptor, condition centring)")
     build.add_argument("--overwrite", action="store_true", help="rebuild MAP if it holds another build")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     calibrate = actions.add_parser(
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = MapConfig(reference_spacing_m=args.reference_spacing_m, exact_max_frames=args.exact_max_frames,
                        large_index=args.large_index, nlist=args.nlist, nprobe=args.nprobe,
-                       pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size, device=args.device)
+                       pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size, device=args.device,
+                       centre=args.centre)
     if not args.model.is_file():
         raise SeqvprError(f"map build: no such checkpoint file {args.model}")
     for traverse in args.traverses:

@@ -51,7 +51,7 @@ CALIBRATION_FILE = "calibration.yaml"
 CALIBRATED_SETTINGS = (
     "query_period_s", "query_spacing_m", "query_length", "min_query_length", "top_k", "max_windows",
     "max_speed_ratio", "window_slack_s", "cluster_gap_s", "distinct_m", "global_every", "tracking_slack_s",
-    "consistency_m", "speed_ratios", "lam", "grid_size", "refinements",
+    "consistency_m", "speed_ratios", "lam", "grid_size", "refinements", "centring_keyframes",
 )
 
 
@@ -77,7 +77,7 @@ class Calibration:
             keyframes were aligned with; empty for the built-in default or an older file.
     """
 
-    margin_knots: tuple[float, ...] = (0.0, 0.3)
+    margin_knots: tuple[float, ...] = (0.0, 0.4)
     confidence_knots: tuple[float, ...] = (0.0, 1.0)
     bin_edges: tuple[float, ...] = (0.0, 1.0)
     sigma_along_m: tuple[float, ...] = (4.0,)

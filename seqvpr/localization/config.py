@@ -53,6 +53,12 @@ class LocalizerConfig:
         reset_backward_s: a stamp this far (seconds) behind the newest resets the buffer;
             smaller steps back are dropped as out of order.
         max_keyframe_gap_s: a gap between keyframes longer than this resets the buffer.
+        centring_keyframes: on a map built with condition centring (the default), each
+            keyframe descriptor has the running mean of the query's recent keyframe
+            descriptors subtracted (about this many keyframes; the map's mean stands in
+            before there are that many) and is normalised again, so that the query's
+            condition (light, weather) cancels as the map's did. Ignored on a map built
+            without centring.
         device: torch device of the encoder and of GDTW's matrix products.
     """
 
@@ -76,6 +82,7 @@ class LocalizerConfig:
     refinements: int = 3
     reset_backward_s: float = 1.0
     max_keyframe_gap_s: float = 30.0
+    centring_keyframes: int = 60
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -99,7 +106,7 @@ class LocalizerConfig:
         if self.query_spacing_m is not None and not self.query_spacing_m > 0:
             raise ConfigError(f"LocalizerConfig.query_spacing_m must be > 0 or null, got {self.query_spacing_m!r}")
         for name, low in (("query_length", 2), ("min_query_length", 2), ("top_k", 1), ("max_windows", 1),
-                          ("global_every", 1), ("grid_size", 2), ("refinements", 0)):
+                          ("global_every", 1), ("grid_size", 2), ("refinements", 0), ("centring_keyframes", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"LocalizerConfig.{name} must be an integer >= {low}, got {value!r}")
@@ -130,6 +137,11 @@ class MapConfig:
         pq_subquantizers: IVF-PQ bytes per vector; must divide the descriptor dimension.
         batch_size: images per encoder batch when building.
         device: torch device of the encoder when building.
+        centre: condition centring: subtract from every descriptor its traverse's mean
+            descriptor (of the unit-norm descriptors) and normalise again. What a condition
+            adds to every image of a traverse (its light, weather, exposure) is then gone,
+            and the localizer does the same to the query with a running mean. False keeps
+            the encoder's descriptors as they are.
     """
 
     reference_spacing_m: float = 1.0
@@ -140,8 +152,11 @@ class MapConfig:
     pq_subquantizers: int = 64
     batch_size: int = 16
     device: str = "cpu"
+    centre: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.centre, bool):
+            raise ConfigError(f"MapConfig.centre must be true or false, got {self.centre!r}")
         if self.large_index not in ("ivf", "ivfpq"):
             raise ConfigError(f"MapConfig.large_index must be 'ivf' or 'ivfpq', got {self.large_index!r}")
         if not (isinstance(self.reference_spacing_m, int | float) and self.reference_spacing_m >= 0):

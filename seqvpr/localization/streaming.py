@@ -1,8 +1,10 @@
 """The streaming localizer: camera frames in, geotagged pose estimates out, frame by frame.
 
 Every ``query_period_s`` of camera time (or every ``query_spacing_m`` of odometry) a frame
-becomes a keyframe: its descriptor (given, or computed by the encoder) joins a ring buffer
-of the last ``query_length`` keyframes, the query. Candidate reference windows are proposed
+becomes a keyframe: its descriptor (given, or computed by the encoder), condition-centred
+when the map is (the running mean of the query's keyframes subtracted, see
+:mod:`seqvpr.localization.map`), joins a ring buffer of the last ``query_length``
+keyframes, the query. Candidate reference windows are proposed
 from the map (:mod:`seqvpr.localization.proposal`), the query is aligned to all of them in
 one batched subsequence GDTW (at each of ``speed_ratios``), and the lowest-cost window
 gives the hypothesis: the reference pose at the warped time of the newest keyframe.
@@ -57,6 +59,7 @@ LOGGER = logging.getLogger(__name__)
 COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
             "corrupt_images", "non_finite")
 _NAN = float("nan")
+CENTRING_PRIOR = 5  # keyframes the map's mean weighs as in a query's running mean
 
 
 class Status(enum.Enum):
@@ -208,6 +211,8 @@ class StreamingLocalizer:
         self._hypothesis: _Hypothesis | None = None
         self._last_margin = 0.0
         self._last_streak = 0
+        self._prior_mean = reference_map.centre_prior if reference_map.centred else None
+        self._mean, self._mean_count = self._prior_mean, 0
 
     @classmethod
     def from_map(
@@ -265,6 +270,7 @@ class StreamingLocalizer:
         self._fix = None
         self._hypothesis = None
         self._since_global = 0
+        self._mean, self._mean_count = self._prior_mean, 0
 
     # -- the frame loop -------------------------------------------------------------
     def update(
@@ -323,6 +329,9 @@ class StreamingLocalizer:
             self._counters["resets"] += 1
             self.reset()
             self._last_stamp = stamp
+        values = self._centre(values)
+        if values is None:
+            return self._carried(stamp, started)
         self._keyframes.append(_Keyframe(stamp, values))
         self._keyframe_distance = self._odometry_distance
         self._counters["keyframes"] += 1
@@ -382,6 +391,27 @@ class StreamingLocalizer:
             self._counters["non_finite"] += 1
             return None
         return values / norm
+
+    def _centre(self, values: np.ndarray) -> np.ndarray | None:
+        """Condition centring of a unit keyframe descriptor (maps built with it; else as is).
+
+        The query's mean m starts at the map's mean and follows the keyframes: with n
+        keyframes seen, m <- m + (x - m) / min(n + CENTRING_PRIOR, centring_keyframes),
+        so the map's mean weighs as ``CENTRING_PRIOR`` keyframes at first and the mean
+        then covers about the last ``centring_keyframes``. Returns (x - m) / ||x - m||, or
+        None (counted as non-finite) when nothing is left of x.
+        """
+        if self._mean is None:
+            return values
+        self._mean_count += 1
+        weight = 1.0 / min(self._mean_count + CENTRING_PRIOR, self.config.centring_keyframes)
+        self._mean = self._mean + weight * (values - self._mean)
+        centred = values - self._mean
+        norm = float(np.linalg.norm(centred))
+        if not norm > 1e-6:
+            self._counters["non_finite"] += 1
+            return None
+        return (centred / norm).astype(np.float32)
 
     def _encode(self, image: np.ndarray) -> np.ndarray:
         import torch
@@ -495,6 +525,14 @@ class StreamingLocalizer:
     def last_margin(self) -> float:
         """The margin 1 - c1/c2 of the last alignment (what the calibration maps)."""
         return self._last_margin
+
+    @property
+    def query_descriptors(self) -> np.ndarray:
+        """The query as aligned: its keyframes' descriptors, oldest first, shape (m, D)
+        (condition-centred when the map is); (0, D) before the first keyframe."""
+        if not self._keyframes:
+            return np.zeros((0, self.map.dim), dtype=np.float32)
+        return np.stack([keyframe.values for keyframe in self._keyframes])
 
     @property
     def last_streak(self) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from seqvpr.cli import main
 from seqvpr.data.traverse import read_traverse, write_traverse
+from seqvpr.localization import load_map
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,12 @@ def test_map_build_localize_traverse_and_bag(world, short_query, tmp_path, capsy
     assert main(["map", "build", str(world.reference.root), "--model", str(world.model), "--out", str(map_dir),
                  "--nprobe", "3", "--no-progress"]) == 2
     assert "nprobe" in capsys.readouterr().err
+    assert load_map(map_dir).centred
+    assert main(["map", "build", str(world.reference.root), "--model", str(world.model), "--out",
+                 str(tmp_path / "plain"), "--no-centre", "--no-progress"]) == 0
+    plain = load_map(tmp_path / "plain")
+    assert not plain.centred and np.allclose(np.linalg.norm(plain.descriptors, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(plain.descriptors, load_map(map_dir).descriptors, atol=1e-3)
 
     out = tmp_path / "loc"
     assert main(["localize", str(map_dir), str(short_query.root), "--model", str(world.model), "--out", str(out),

@@ -25,8 +25,10 @@ def _parts(rng, counts=(120, 80), dim=32):
 def test_round_trip_is_memory_mapped_and_searchable(tmp_path):
     rng = np.random.default_rng(0)
     parts = _parts(rng)
-    written = write_map(tmp_path / "map", parts, zone="30U", fingerprint="abc", encoder={"k": 1})
+    written = write_map(tmp_path / "map", parts, zone="30U", fingerprint="abc", encoder={"k": 1},
+                        config=MapConfig(centre=False))
     loaded = load_map(tmp_path / "map")
+    assert not loaded.centred and not (tmp_path / "map" / "centres.npy").exists()
     assert isinstance(loaded.descriptors, np.memmap) and loaded.index_kind == "flat"
     assert len(loaded) == 200 and loaded.dim == 32 and str(loaded.zone) == "30U"
     expected = np.concatenate([p.descriptors for p in parts])

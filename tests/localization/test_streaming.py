@@ -140,10 +140,12 @@ def test_an_image_is_encoded_like_the_map(world, query_descriptors):
 
     query = world.queries[0]
     localizer = StreamingLocalizer.from_map(world.map_dir, model=world.model)
-    localizer.update(float(query.times_s[0]), image=read_rgb(query.image_path(0)))
-    stored = localizer._keyframes[-1].values
-    expected = query_descriptors[query.name][0]
-    np.testing.assert_allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
+    given = StreamingLocalizer.from_map(world.map_dir)
+    for i in range(3):
+        localizer.update(float(query.times_s[5 * i]), image=read_rgb(query.image_path(5 * i)))
+        given.update(float(query.times_s[5 * i]), descriptor=query_descriptors[query.name][5 * i])
+    assert localizer.map.centred and localizer.query_descriptors.shape == (3, localizer.map.dim)
+    np.testing.assert_allclose(localizer.query_descriptors, given.query_descriptors, atol=1e-5)
 
 
 def test_kidnap_gives_lost_or_a_recovery_within_five_keyframes(reference_map, world, query_descriptors):
@@ -169,10 +171,16 @@ def test_kidnap_gives_lost_or_a_recovery_within_five_keyframes(reference_map, wo
 
 def test_a_route_not_in_the_map_yields_no_confident_fixes(tmp_path, reference_map, world, query_descriptors):
     # A map of the first 40 % of the reference only; the query's last 40 % is not in it.
+    # Encoded afresh: the map's descriptors are centred by the whole reference's mean.
+    from seqvpr.extraction import encode_images
+    from seqvpr.vpr import load_encoder
+
     path = reference_map.path_length_m
     keep = path < 0.4 * path[-1]
+    frames = np.searchsorted(world.reference.times_s, np.asarray(reference_map.times)[keep])
+    values, _, _ = encode_images(load_encoder(world.model).eval(), [world.reference.image_path(i) for i in frames])
     part = MapPart("head", "x", np.asarray(reference_map.times)[keep], np.asarray(reference_map.positions)[keep],
-                   np.asarray(reference_map.headings)[keep], np.asarray(reference_map.descriptors)[keep])
+                   np.asarray(reference_map.headings)[keep], values)
     head = write_map(tmp_path / "head", [part], zone="30U", fingerprint=reference_map.fingerprint, encoder={})
     query = world.queries[0]
     tail = query.path_length_m > 0.6 * query.path_length_m[-1]
