@@ -1,22 +1,25 @@
 """Evidence for the streaming localizer on the synthetic world (no oracle windows).
 
-Builds (or reuses) a synthetic world, the demo's untrained encoder and a map of the
-reference (survey) traverse; replays every query traverse through the localizer and
-splits its keyframes geographically, as ``seqvpr pairs`` does: those whose truth lies on
-the first half of the route are the validation split, the second half the test split.
-Confidence (margin and streak of consistent keyframes), covariance and the publishing
-threshold (the lowest confidence at which validation fixes were at most 1 % wrong) are
-calibrated on the validation split; then, with the calibrated localizer replayed again:
+Two synthetic worlds (seqvpr synth, same generator, different seeds, so different roads):
+the *calibration world* (``--calibration-seed``, default 1) and the *test world*
+(``--seed``, default 0, the demo's). Each has a reference (survey) traverse, made into a
+map with the demo's untrained encoder, and four query traverses in other conditions.
+Everything the localizer learns from data is fitted on the calibration world, its queries
+replayed against its own map: the confidence (margin and streak of consistent
+keyframes), the covariance and the publishing threshold (the lowest confidence at which
+those fixes were at most 1 % wrong). The test world's queries are then replayed through
+the calibrated localizer against the test world's map:
 
-- per split: availability (keyframes with a fix), wrong-fix rate (> 10 m), accuracy of the
-  fixed keyframes at 2/3/5/10 m beside oracle-window Base (G) on the same keyframes (the
-  query aligned to its true reference stretch with the paper's lambda = 0.1, as the
-  offline protocol does), and how often the 95 % covariance ellipse holds the truth;
-- a threshold sweep on the test split;
+- availability (keyframes with a fix), wrong-fix rate (> 10 m), accuracy of the fixed
+  keyframes at 2/3/5/10 m beside oracle-window Base (G) on the same keyframes (the query
+  aligned to its true reference stretch with the paper's lambda = 0.1 on the encoder's
+  own descriptors, as the offline protocol does), and how often the 95 % covariance
+  ellipse holds the truth; per query, and a threshold sweep;
 - a kidnap per query: two stretches 300 m apart spliced together (stamps continuing);
-- a route not in the map: each query's last 40 % against a map of the reference's first 40 %.
+- routes not in the map: each test query's last 40 % against a map of the reference's
+  first 40 %, and every calibration-world query against the test world's map.
 
-Usage (results go to OUT/evidence.json; the world, encoder, map and descriptors in OUT are
+Usage (results go to OUT/evidence.json; worlds, encoder, maps and descriptors in OUT are
 reused when present)::
 
     .venv/bin/python tools/localization_evidence.py --out /tmp/evidence
@@ -36,7 +39,7 @@ from seqvpr.cli import main as seqvpr
 from seqvpr.config import config_to_dict, load_config
 from seqvpr.data.traverse import find_traverses
 from seqvpr.extraction import encode_images
-from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
+from seqvpr.localization import LocalizerConfig, MapConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
 from seqvpr.localization.calibration import Calibration, calibrated_settings, save_calibration
 from seqvpr.localization.plots import plot_reliability
 from seqvpr.localization.validation import Attempts, calibrate, keyframe_attempts, oracle_errors, reliability
@@ -50,11 +53,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--length-m", type=float, default=1000.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test world (default 0, the demo's)")
+    parser.add_argument("--calibration-seed", type=int, default=1,
+                        help="seed of the world the localizer is calibrated on (default 1)")
     parser.add_argument("--config", type=Path, default=Path("config/localization.yaml"),
                         help="localizer settings (default config/localization.yaml)")
-    parser.add_argument("--split", type=float, default=0.5,
-                        help="keyframes past this fraction of the route are the test split (default 0.5)")
+    parser.add_argument("--no-centre", dest="centre", action="store_false",
+                        help="maps without condition centring")
     args = parser.parse_args()
     import faiss
     import torch
@@ -62,77 +67,116 @@ def main() -> None:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     started = time.perf_counter()
-    raw, prepared = args.out / "raw", args.out / "prepared"
-    if not prepared.is_dir():
-        assert seqvpr(["synth", "--out", str(raw), "--seed", str(args.seed), "--length-m", str(args.length_m),
-                       "--width", "120", "--height", "90", "--conditions", CONDITIONS]) == 0
-        assert seqvpr(["prepare-robotcar", str(raw), "--out", str(prepared)]) == 0
+    test_root, calibration_root = args.out, args.out / f"calibration_world{args.calibration_seed}"
+    _render(test_root, args.seed, args.length_m)
+    _render(calibration_root, args.calibration_seed, args.length_m)
     from seqvpr.cli.demo import _untrained_encoder
 
-    model = _untrained_encoder(prepared, args.out / "encoder.pt", args.seed)
-    traverses = find_traverses(prepared)
-    reference, queries = traverses[0], traverses[1:]
-    map_dir = args.out / "map"
-    if not (map_dir / "map.yaml").is_file():
-        build_map([reference.root], model, map_dir)
-    reference_map = load_map(map_dir)
+    model = _untrained_encoder(test_root / "prepared", args.out / "encoder.pt", args.seed)
     encoder = load_encoder(model).eval()
+    suffix = "" if args.centre else "_uncentred"
+    test = _world(test_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}")
+    calibration_world = _world(calibration_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}")
+    # Base (G) sees the encoder's descriptors as they are (no centring).
+    raw_maps = [world["map"] if not args.centre else _world(root, model, encoder, MapConfig(centre=False),
+                                                            "map_uncentred")["map"]
+                for world, root in ((test, test_root), (calibration_world, calibration_root))]
+    config = load_config(args.config, LocalizerConfig)
+
+    # The proposals, margins and streaks do not depend on the calibration: one replay with
+    # the built-in mapping gives the attempts to calibrate on.
+    validation_raw = _attempts(calibration_world, config, Calibration())
+    calibration = dataclasses.replace(calibrate(validation_raw, config.confidence_threshold),
+                                      settings=calibrated_settings(config))
+    save_calibration(calibration, test["map"].root)
+    threshold = calibration.publish_threshold if config.confidence_threshold is None else config.confidence_threshold
+    validation = _attempts(calibration_world, config, calibration)
+    attempts = _attempts(test, config, calibration)
+    queries = test["queries"]
+    report = {
+        "reference": test["reference"].name, "seeds": {"test": args.seed, "calibration": args.calibration_seed},
+        "centred": args.centre, "config": config_to_dict(config), "calibration": config_to_dict(calibration),
+        "threshold": threshold,
+        "best_window_within_10m": {"calibration": float((validation.errors_m <= 10).mean()),
+                                   "test": float((attempts.errors_m <= 10).mean())},
+        "reliability": {"calibration": reliability(validation, calibration, threshold),
+                        "test": reliability(attempts, calibration, threshold)},
+    }
+    report["nearest_frame_within_10m"] = {
+        f"{q.name} ({q.condition})": {"centred" if m.centred else "uncentred":
+                                      _nearest_frame(m, q, test["descriptors"][q.name])
+                                      for m in dict.fromkeys((test["map"], raw_maps[0]))}
+        for q in queries}
+    oracle = _oracle(raw_maps[0], queries, test["descriptors"], attempts, config)
+    validation_oracle = _oracle(raw_maps[1], calibration_world["queries"], calibration_world["descriptors"],
+                                validation, config)
+    report["splits"] = {"calibration": _scores(validation, validation_oracle, calibration, threshold),
+                        "test": _scores(attempts, oracle, calibration, threshold)}
+    report["per_query_test"] = {
+        f"{q.name} ({q.condition})": _scores(attempts.select(attempts.traverse == q.name),
+                                              oracle[attempts.traverse == q.name], calibration, threshold)
+        for q in queries}
+    report["threshold_sweep_test"] = _sweep(attempts, oracle, calibration, threshold)
+    for name in ("calibration", "test"):
+        plot_reliability(args.out / f"reliability_{name}.png", report["reliability"][name], f"{name} world")
+    report["kidnap"] = {f"{q.name} ({q.condition})": _kidnap(test["map"], q, test["descriptors"][q.name], config)
+                        for q in queries}
+    head = _head_map(raw_maps[0], args.out / f"head_map{suffix}", MapConfig(centre=args.centre))
+    report["unknown_route"] = {f"{q.name} ({q.condition})": _unknown_route(head, q, test["descriptors"][q.name],
+                                                                             config, calibration, tail=0.6)
+                               for q in queries}
+    report["other_world"] = {
+        f"{q.name} ({q.condition})": _unknown_route(test["map"], q, calibration_world["descriptors"][q.name], config,
+                                                    calibration, tail=0.0)
+        for q in calibration_world["queries"]}
+    report["seconds"] = time.perf_counter() - started
+    (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def _render(root: Path, seed: int, length_m: float) -> None:
+    """A synthetic world in five conditions, prepared, under ``root`` (kept if present)."""
+    raw, prepared = root / "raw", root / "prepared"
+    if not prepared.is_dir():
+        assert seqvpr(["synth", "--out", str(raw), "--seed", str(seed), "--length-m", str(length_m),
+                       "--width", "120", "--height", "90", "--conditions", CONDITIONS]) == 0
+        assert seqvpr(["prepare-robotcar", str(raw), "--out", str(prepared)]) == 0
+
+
+def _world(root: Path, model: Path, encoder, map_config: MapConfig, map_name: str) -> dict:
+    """The world's map of its first traverse and its query traverses' descriptors (cached)."""
+    traverses = find_traverses(root / "prepared")
+    reference, queries = traverses[0], traverses[1:]
+    map_dir = root / map_name
+    if not (map_dir / "map.yaml").is_file():
+        build_map([reference.root], model, map_dir, map_config)
     descriptors = {}
     for query in queries:
-        cache = args.out / "descriptors" / f"{query.name}.npy"
+        cache = root / "descriptors" / f"{query.name}.npy"
         if not cache.is_file():
             values, _, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
             cache.parent.mkdir(exist_ok=True)
             np.save(cache, values)
         descriptors[query.name] = np.load(cache)
-    config = load_config(args.config, LocalizerConfig)
-    track = np.asarray(reference_map.positions)
-    fraction = reference_map.path_length_m / reference_map.path_length_m[-1]
+    return {"reference": reference, "queries": queries, "map": load_map(map_dir), "descriptors": descriptors}
 
-    def on_test_half(attempts):
-        nearest = np.argmin(np.linalg.norm(attempts.truths[:, None] - track[None], axis=2), axis=1)
-        return fraction[nearest] >= args.split
 
-    # The proposals, margins and streaks do not depend on the calibration: one replay with
-    # the built-in mapping gives the validation attempts to calibrate on.
-    uncalibrated = Attempts.concatenate([keyframe_attempts(reference_map, [q], [descriptors[q.name]], config,
-                                                           Calibration()) for q in queries])
-    validation_raw = uncalibrated.select(~on_test_half(uncalibrated))
-    calibration = dataclasses.replace(calibrate(validation_raw, config.confidence_threshold),
-                                      settings=calibrated_settings(config))
-    save_calibration(calibration, map_dir)
-    threshold = calibration.publish_threshold if config.confidence_threshold is None else config.confidence_threshold
-    attempts = Attempts.concatenate([keyframe_attempts(reference_map, [q], [descriptors[q.name]], config,
-                                                       calibration) for q in queries])
-    test = on_test_half(attempts)
-    report = {
-        "reference": reference.name, "split": args.split, "config": config_to_dict(config),
-        "calibration": config_to_dict(calibration), "threshold": threshold,
-        "best_window_within_10m": {"validation": float((attempts.errors_m[~test] <= 10).mean()),
-                                   "test": float((attempts.errors_m[test] <= 10).mean())},
-        "reliability": {"validation": reliability(attempts.select(~test), calibration, threshold),
-                        "test": reliability(attempts.select(test), calibration, threshold)},
-    }
-    oracle = _oracle(reference_map, queries, descriptors, attempts, config)
-    report["splits"] = {name: _scores(attempts.select(mask), oracle[mask], calibration, threshold)
-                        for name, mask in (("validation", ~test), ("test", test))}
-    report["per_query_test"] = {
-        f"{q.name} ({q.condition})": _scores(attempts.select(test & (attempts.traverse == q.name)),
-                                              oracle[test & (attempts.traverse == q.name)], calibration, threshold)
-        for q in queries}
-    report["threshold_sweep_test"] = _sweep(attempts.select(test), oracle[test], threshold)
-    for name in ("validation", "test"):
-        plot_reliability(args.out / f"reliability_{'val' if name == 'validation' else 'test'}.png",
-                         report["reliability"][name], f"{name} split")
-    report["kidnap"] = {f"{q.name} ({q.condition})": _kidnap(reference_map, q, descriptors[q.name], config)
-                        for q in queries}
-    head = _head_map(reference_map, args.out / "head_map")
-    report["unknown_route"] = {f"{q.name} ({q.condition})": _unknown_route(head, q, descriptors[q.name], config,
-                                                                             calibration)
-                               for q in queries}
-    report["seconds"] = time.perf_counter() - started
-    (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+def _nearest_frame(reference_map, query, values) -> float:
+    """Share of keyframes whose nearest map frame (descriptors as the localizer aligns them) is within 10 m."""
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig(query_length=2, min_query_length=2))
+    hits = []
+    for stamp, value, truth in zip(query.times_s, values, query.positions):
+        keyframes = localizer.counters["keyframes"]
+        localizer.update(float(stamp), descriptor=value)
+        if localizer.counters["keyframes"] > keyframes:
+            row = int(np.argmax(np.asarray(reference_map.descriptors) @ localizer.query_descriptors[-1]))
+            hits.append(np.hypot(*(reference_map.positions[row] - truth)) <= 10.0)
+    return float(np.mean(hits))
+
+
+def _attempts(world: dict, config: LocalizerConfig, calibration: Calibration) -> Attempts:
+    return Attempts.concatenate([keyframe_attempts(world["map"], [q], [world["descriptors"][q.name]], config,
+                                                   calibration) for q in world["queries"]])
 
 
 def _oracle(reference_map, queries, descriptors, attempts, config):
@@ -167,17 +211,19 @@ def _scores(attempts, oracle, calibration, threshold):
     }
 
 
-def _sweep(attempts, oracle, threshold):
-    """Test keyframes by confidence threshold: availability, wrong fixes, streaming vs oracle at 10 m."""
+def _sweep(attempts, oracle, calibration, threshold):
+    """Test keyframes by confidence threshold: fixes, wrong fixes, 10 m accuracy beside the oracle, ellipse coverage."""
     confidence = attempts.confidences
     rows = []
     for level in sorted({0.0, 0.3, 0.5, 0.6, 0.7, 0.8, round(threshold, 3)}):
         chosen = confidence >= level
+        coverage = reliability(attempts, calibration, level)
         rows.append({
             "threshold": level, "fixes": int(chosen.sum()), "availability": float(chosen.mean()),
             "wrong_fix_rate": float((attempts.errors_m[chosen] > 10).mean()) if chosen.any() else None,
             "streaming_acc10": float((attempts.errors_m[chosen] <= 10).mean()) if chosen.any() else None,
             "oracle_acc10": float((oracle[chosen] <= 10).mean()) if chosen.any() else None,
+            "coverage_95": coverage["coverage_95"], "coverage_95_correct": coverage["coverage_95_correct"],
         })
     return rows
 
@@ -206,18 +252,19 @@ def _kidnap(reference_map, query, values, config):
             "statuses_first_10": [o["status"] for o in outcome[:10]]}
 
 
-def _head_map(reference_map, head_dir):
-    path = reference_map.path_length_m
+def _head_map(raw_map, head_dir, map_config):
+    """A map of the reference's first 40 % (built from its uncentred descriptors)."""
+    path = raw_map.path_length_m
     keep = path < 0.4 * path[-1]
-    part = MapPart("head", "x", np.asarray(reference_map.times)[keep], np.asarray(reference_map.positions)[keep],
-                   np.asarray(reference_map.headings)[keep], np.asarray(reference_map.descriptors)[keep])
-    return write_map(head_dir, [part], zone=str(reference_map.zone), fingerprint=reference_map.fingerprint,
-                     encoder={})
+    part = MapPart("head", "x", np.asarray(raw_map.times)[keep], np.asarray(raw_map.positions)[keep],
+                   np.asarray(raw_map.headings)[keep], np.asarray(raw_map.descriptors)[keep])
+    return write_map(head_dir, [part], zone=str(raw_map.zone), fingerprint=raw_map.fingerprint, encoder={},
+                     config=map_config)
 
 
-def _unknown_route(head, query, values, config, calibration):
-    """The query's last 40 % (not in the head map): every fix there is wrong."""
-    tail = query.path_length_m > 0.6 * query.path_length_m[-1]
+def _unknown_route(head, query, values, config, calibration, tail):
+    """The query past ``tail`` of its path, on a map that does not hold it: every fix is wrong."""
+    tail = query.path_length_m >= tail * query.path_length_m[-1]
     localizer = StreamingLocalizer(head, config, calibration=calibration)
     estimates = [localizer.update(s, descriptor=v) for s, v in zip(query.times_s[tail], values[tail])]
     keyframes = [e for e in estimates if e.is_keyframe]
