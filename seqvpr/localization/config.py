@@ -21,8 +21,10 @@ class LocalizerConfig:
 
     Attributes:
         query_period_s: a keyframe every this many seconds of camera time (without odometry).
-        query_spacing_m: with odometry, a keyframe every this many metres travelled instead;
-            None keeps the time rule even when odometry is given.
+        query_spacing_m: with odometry, a keyframe every this many metres travelled instead,
+            and the query is aligned on distance (travelled distance against the map's path
+            length, expected slope 1; ``speed_ratios`` unused); None keeps the time rule
+            even when odometry is given.
         query_length: keyframes in the ring buffer, the query sequence (paper: 10).
         min_query_length: keyframes needed before the first fix is attempted.
         top_k: faiss neighbours per keyframe in a global proposal.

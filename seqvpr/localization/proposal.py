@@ -162,34 +162,67 @@ def _rows_at_least(reference_map: Map, window: Window, span_s: float) -> slice:
     return reference_map.window_rows(window.traverse, start, end)
 
 
+def _rows_covering_path(reference_map: Map, window: Window, length_m: float) -> slice:
+    """The window's rows, widened inside its traverse to at least ``length_m`` of path."""
+    rows = reference_map.window_rows(window.traverse, window.start_s, window.end_s)
+    path = reference_map.path_length_m
+    missing = length_m - (path[rows.stop - 1] - path[rows.start])
+    if missing <= 0:
+        return rows
+    traverse = reference_map.rows_of(window.traverse)
+    low = max(float(path[rows.start]) - missing, float(path[traverse.start]))
+    high = min(float(path[rows.stop - 1]) + missing, float(path[traverse.stop - 1]))
+    first = traverse.start + int(np.searchsorted(path[traverse], low, side="right")) - 1
+    last = traverse.start + int(np.searchsorted(path[traverse], high, side="left")) + 1
+    return slice(max(first, traverse.start), min(last, traverse.stop))
+
+
+def _path_axis(reference_map: Map, rows: slice, unit_m: float) -> np.ndarray:
+    """Path length of ``rows`` in units of ``unit_m``, strictly increasing (a stopped survey
+    car's repeated positions are spread by a micro-unit so that GDTW sees increasing times)."""
+    axis = np.asarray(reference_map.path_length_m[rows], dtype=np.float64) / unit_m
+    return axis + 1e-6 * np.arange(len(axis))
+
+
 def align_windows(
     reference_map: Map,
     windows: list[Window],
     query_times: np.ndarray,
     query_values: np.ndarray,
     config: LocalizerConfig,
+    path_unit_m: float | None = None,
 ) -> Alignment:
     """One batched subsequence GDTW of the query against every window.
 
     Args:
         reference_map: the map.
         windows: W windows.
-        query_times: keyframe times, shape (m,), increasing, seconds.
+        query_times: keyframe times, shape (m,), increasing, seconds; with ``path_unit_m``,
+            the keyframes' travelled distance in units of ``path_unit_m`` instead.
         query_values: keyframe descriptors, shape (m, D), unit norm.
         config: GDTW settings.
+        path_unit_m: None aligns on time (reference capture times against query stamps).
+            A length in metres aligns on distance: the reference's path length and the
+            query's odometry, both in these units, so that the expected slope is 1 whatever
+            either drive's speed. The returned times are reference times either way.
     """
     span = float(query_times[-1] - query_times[0])
-    slices = [_rows_at_least(reference_map, w, span) for w in windows]
+    if path_unit_m is None:
+        slices = [_rows_at_least(reference_map, w, span) for w in windows]
+    else:
+        slices = [_rows_covering_path(reference_map, w, span * path_unit_m) for w in windows]
     query_coordinates, window_values = exact_low_rank(reference_map, slices, query_values, config.device)
     lengths = np.array([len(values) for values in window_values])
     size = int(lengths.max())
     values = np.zeros((len(windows), size, query_coordinates.shape[1]))
     times = np.zeros((len(windows), size))
-    origins = np.array([reference_map.times[rows.start] for rows in slices])
+    axes = [np.asarray(reference_map.times[rows]) if path_unit_m is None
+            else _path_axis(reference_map, rows, path_unit_m) for rows in slices]
+    origins = np.array([axis[0] for axis in axes])
     for i, rows in enumerate(slices):
         count = lengths[i]
         values[i, :count] = window_values[i]
-        local = np.asarray(reference_map.times[rows]) - origins[i]
+        local = axes[i] - origins[i]
         times[i, :count] = local
         times[i, count:] = local[-1] + np.arange(1, size - count + 1)
     reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
@@ -204,12 +237,12 @@ def align_windows(
         warnings.filterwarnings("ignore", message="subsequence alignment of item", category=UserWarning)
         result = gdtw(reference, query, solver)
     warp = result.warp.cpu().numpy()
-    return Alignment(
-        windows=list(windows),
-        costs=result.cost.cpu().numpy(),
-        end_times=warp[:, -1] + origins,
-        start_times=warp[:, 0] + origins,
-    )
+    ends, starts = warp[:, -1] + origins, warp[:, 0] + origins
+    if path_unit_m is not None:  # path units back to reference times
+        reference_times = [np.asarray(reference_map.times[rows]) for rows in slices]
+        ends = np.array([np.interp(e, axis, t) for e, axis, t in zip(ends, axes, reference_times)])
+        starts = np.array([np.interp(b, axis, t) for b, axis, t in zip(starts, axes, reference_times)])
+    return Alignment(windows=list(windows), costs=result.cost.cpu().numpy(), end_times=ends, start_times=starts)
 
 
 def exact_low_rank(

@@ -4,7 +4,8 @@ Every ``query_period_s`` of camera time (or every ``query_spacing_m`` of odometr
 becomes a keyframe: its descriptor (given, or computed by the encoder), condition-centred
 when the map is (the running mean of the query's keyframes subtracted, see
 :mod:`seqvpr.localization.map`), joins a ring buffer of the last ``query_length``
-keyframes, the query. Candidate reference windows are proposed
+keyframes, the query (with odometry and ``query_spacing_m``: aligned on travelled distance
+rather than time, see :meth:`StreamingLocalizer._align`). Candidate reference windows are proposed
 from the map (:mod:`seqvpr.localization.proposal`), the query is aligned to all of them in
 one batched subsequence GDTW (at each of ``speed_ratios``), and the lowest-cost window
 gives the hypothesis: the reference pose at the warped time of the newest keyframe.
@@ -119,6 +120,7 @@ class _Keyframe:
     stamp_s: float
     values: np.ndarray
     rows: np.ndarray | None = None
+    distance_m: float | None = None  # odometry travelled, when keyframes follow odometry
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class StreamingLocalizer:
         self._last_stamp: float | None = None
         self._odometry_position: np.ndarray | None = None
         self._odometry_distance = 0.0
+        self._odometry_seen = False
         self._keyframe_distance: float | None = None
         self._status = Status.INITIALIZING
         self._fix: _Fix | None = None
@@ -211,6 +214,7 @@ class StreamingLocalizer:
         self._hypothesis: _Hypothesis | None = None
         self._last_margin = 0.0
         self._last_streak = 0
+        self._distances: np.ndarray | None = None
         self._prior_mean = reference_map.centre_prior if reference_map.centred else None
         self._mean, self._mean_count = self._prior_mean, 0
 
@@ -332,7 +336,8 @@ class StreamingLocalizer:
         values = self._centre(values)
         if values is None:
             return self._carried(stamp, started)
-        self._keyframes.append(_Keyframe(stamp, values))
+        by_distance = self.config.query_spacing_m is not None and self._odometry_seen
+        self._keyframes.append(_Keyframe(stamp, values, distance_m=self._odometry_distance if by_distance else None))
         self._keyframe_distance = self._odometry_distance
         self._counters["keyframes"] += 1
         return self._localize(stamp, started)
@@ -345,6 +350,7 @@ class StreamingLocalizer:
         if not np.all(np.isfinite(reading)):
             self._counters["non_finite"] += 1
             return
+        self._odometry_seen = True
         if reading.size == 1:
             self._odometry_distance = float(reading[0])
         else:
@@ -356,9 +362,7 @@ class StreamingLocalizer:
     def _keyframe_due(self, stamp: float) -> bool:
         if not self._keyframes:
             return True
-        if self.config.query_spacing_m is not None and self._keyframe_distance is not None and (
-            self._odometry_position is not None or self._odometry_distance != 0.0
-        ):
+        if self.config.query_spacing_m is not None and self._keyframe_distance is not None and self._odometry_seen:
             return self._odometry_distance - self._keyframe_distance >= self.config.query_spacing_m
         return stamp - self._keyframes[-1].stamp_s >= self.config.query_period_s - 1e-3
 
@@ -430,6 +434,8 @@ class StreamingLocalizer:
             return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
         times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
         values = np.stack([keyframe.values for keyframe in self._keyframes])
+        distances = [keyframe.distance_m for keyframe in self._keyframes]
+        self._distances = None if any(d is None for d in distances) else np.array(distances)
         previous = self._hypothesis
         self._since_global += 1
         if previous is None or self._since_global >= config.global_every:
@@ -447,7 +453,7 @@ class StreamingLocalizer:
             return self._no_fix(stamp, started, Status.LOST)
         windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
         costs, end_times, start_times = self._align(windows, times, values)
-        window_of = np.tile(np.arange(len(windows)), len(config.speed_ratios))
+        window_of = np.tile(np.arange(len(windows)), len(costs) // len(windows))
         ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
         best = int(np.argmin(costs))
         distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
@@ -460,7 +466,7 @@ class StreamingLocalizer:
                 more = self._align(extra, times, values)
                 windows.extend(extra)
                 window_of = np.concatenate([window_of, len(windows) - len(extra) + np.tile(
-                    np.arange(len(extra)), len(config.speed_ratios))])
+                    np.arange(len(extra)), len(more[0]) // len(extra))])
                 costs, end_times, start_times = (np.concatenate([a, b]) for a, b in
                                                  zip((costs, end_times, start_times), more))
                 ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
@@ -494,12 +500,24 @@ class StreamingLocalizer:
     def _align(self, windows: list, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Costs, newest and oldest keyframe's reference times of every (speed ratio, window).
 
-        Returns three arrays of shape (R * W,), ratio-major. GDTW's subsequence regulariser
+        When every keyframe of the query was spaced by odometry, the query is aligned on
+        distance instead (:func:`~seqvpr.localization.proposal.align_windows` with
+        ``path_unit_m = query_spacing_m``): its travelled distance against the reference's
+        path length, both in units of the keyframe spacing, at the one speed ratio 1. The
+        query's own speed then no longer matters: a robot that stops makes no keyframes,
+        and the end of the warp cannot run ahead of it along the street.
+
+        Returns three arrays of shape (R * W,), ratio-major (R = 1 on distance). GDTW's subsequence regulariser
         expects slope 1; aligning the query on times stretched by e (t -> t_0 + e (t - t_0))
         with lambda e^2 makes it expect slope e with weight lambda, and multiplies the whole
         objective by e: f_e(phi) = e [sum_i w_i ||R(phi_i) - Q_i||^2 + lambda sum_i dt_i
         (dphi_i / dt_i - e)^2]. Dividing by e makes the costs of all ratios comparable.
         """
+        if self._distances is not None:
+            spacing = float(self.config.query_spacing_m)
+            alignment = align_windows(self.map, windows, (self._distances - self._distances[0]) / spacing, values,
+                                      self.config, path_unit_m=spacing)
+            return alignment.costs, alignment.end_times, alignment.start_times
         costs, end_times, start_times = [], [], []
         for ratio in self.config.speed_ratios:
             stretched = times[0] + ratio * (times - times[0])
