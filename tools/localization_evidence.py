@@ -19,10 +19,12 @@ the calibrated localizer against the test world's map:
 - routes not in the map: each test query's last 40 % against a map of the reference's
   first 40 %, and every calibration-world query against the test world's map.
 
-Usage (results go to OUT/evidence.json; worlds, encoder, maps and descriptors in OUT are
-reused when present)::
+Usage (worlds and the untrained encoder in OUT are reused when present; maps, descriptors
+and the results, OUT/<fp>/evidence.json and reliability plots, are kept per encoder
+fingerprint <fp>)::
 
     .venv/bin/python tools/localization_evidence.py --out /tmp/evidence
+    .venv/bin/python tools/localization_evidence.py --out /tmp/evidence --model run/best.pt   # another encoder
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 from seqvpr.cli import main as seqvpr
 from seqvpr.config import config_to_dict, load_config
 from seqvpr.data.traverse import find_traverses
-from seqvpr.extraction import encode_images
+from seqvpr.extraction import encode_images, encoder_fingerprint
 from seqvpr.localization import LocalizerConfig, MapConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
 from seqvpr.localization.calibration import Calibration, calibrated_settings, save_calibration
 from seqvpr.localization.plots import plot_reliability
@@ -60,6 +62,12 @@ def main() -> None:
                         help="localizer settings (default config/localization.yaml)")
     parser.add_argument("--no-centre", dest="centre", action="store_false",
                         help="maps without condition centring")
+    parser.add_argument("--odometry-spacing-m", type=float,
+                        help="keyframes every this many metres of odometry, aligned on distance (default: time)")
+    parser.add_argument("--odometry-scale", type=float, default=1.0,
+                        help="odometry = travelled distance x this (default 1.0; 1.02 reads 2 %% long)")
+    parser.add_argument("--model", type=Path,
+                        help="encoder checkpoint (default: the demo's untrained encoder, OUT/encoder.pt)")
     args = parser.parse_args()
     import faiss
     import torch
@@ -72,30 +80,37 @@ def main() -> None:
     _render(calibration_root, args.calibration_seed, args.length_m)
     from seqvpr.cli.demo import _untrained_encoder
 
-    model = _untrained_encoder(test_root / "prepared", args.out / "encoder.pt", args.seed)
+    model = args.model or _untrained_encoder(test_root / "prepared", args.out / "encoder.pt", args.seed)
     encoder = load_encoder(model).eval()
+    # Maps and descriptors are kept per encoder, so several encoders can share the worlds.
+    tag = encoder_fingerprint(encoder)
     suffix = "" if args.centre else "_uncentred"
-    test = _world(test_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}")
-    calibration_world = _world(calibration_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}")
+    test = _world(test_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}", tag)
+    calibration_world = _world(calibration_root, model, encoder, MapConfig(centre=args.centre), f"map{suffix}", tag)
     # Base (G) sees the encoder's descriptors as they are (no centring).
     raw_maps = [world["map"] if not args.centre else _world(root, model, encoder, MapConfig(centre=False),
-                                                            "map_uncentred")["map"]
+                                                            "map_uncentred", tag)["map"]
                 for world, root in ((test, test_root), (calibration_world, calibration_root))]
     config = load_config(args.config, LocalizerConfig)
+    odometry = None
+    if args.odometry_spacing_m is not None:
+        config = dataclasses.replace(config, query_spacing_m=args.odometry_spacing_m)
+        odometry = args.odometry_scale
 
     # The proposals, margins and streaks do not depend on the calibration: one replay with
     # the built-in mapping gives the attempts to calibrate on.
-    validation_raw = _attempts(calibration_world, config, Calibration())
+    validation_raw = _attempts(calibration_world, config, Calibration(), odometry)
     calibration = dataclasses.replace(calibrate(validation_raw, config.confidence_threshold),
                                       settings=calibrated_settings(config))
     save_calibration(calibration, test["map"].root)
     threshold = calibration.publish_threshold if config.confidence_threshold is None else config.confidence_threshold
-    validation = _attempts(calibration_world, config, calibration)
-    attempts = _attempts(test, config, calibration)
+    validation = _attempts(calibration_world, config, calibration, odometry)
+    attempts = _attempts(test, config, calibration, odometry)
     queries = test["queries"]
     report = {
-        "reference": test["reference"].name, "seeds": {"test": args.seed, "calibration": args.calibration_seed},
-        "centred": args.centre, "config": config_to_dict(config), "calibration": config_to_dict(calibration),
+        "model": str(model), "encoder_fingerprint": tag, "reference": test["reference"].name,
+        "seeds": {"test": args.seed, "calibration": args.calibration_seed}, "centred": args.centre,
+        "odometry_scale": odometry, "config": config_to_dict(config), "calibration": config_to_dict(calibration),
         "threshold": threshold,
         "best_window_within_10m": {"calibration": float((validation.errors_m <= 10).mean()),
                                    "test": float((attempts.errors_m <= 10).mean())},
@@ -118,19 +133,22 @@ def main() -> None:
         for q in queries}
     report["threshold_sweep_test"] = _sweep(attempts, oracle, calibration, threshold)
     for name in ("calibration", "test"):
-        plot_reliability(args.out / f"reliability_{name}.png", report["reliability"][name], f"{name} world")
-    report["kidnap"] = {f"{q.name} ({q.condition})": _kidnap(test["map"], q, test["descriptors"][q.name], config)
+        plot = args.out / tag / f"reliability_{name}{'' if odometry is None else '_odometry'}.png"
+        plot_reliability(plot, report["reliability"][name], f"{name} world")
+    report["kidnap"] = {f"{q.name} ({q.condition})": _kidnap(test["map"], q, test["descriptors"][q.name], config,
+                                                              odometry)
                         for q in queries}
-    head = _head_map(raw_maps[0], args.out / f"head_map{suffix}", MapConfig(centre=args.centre))
+    head = _head_map(raw_maps[0], args.out / tag / f"head_map{suffix}", MapConfig(centre=args.centre))
     report["unknown_route"] = {f"{q.name} ({q.condition})": _unknown_route(head, q, test["descriptors"][q.name],
-                                                                             config, calibration, tail=0.6)
+                                                                             config, calibration, 0.6, odometry)
                                for q in queries}
     report["other_world"] = {
         f"{q.name} ({q.condition})": _unknown_route(test["map"], q, calibration_world["descriptors"][q.name], config,
-                                                    calibration, tail=0.0)
+                                                    calibration, 0.0, odometry)
         for q in calibration_world["queries"]}
     report["seconds"] = time.perf_counter() - started
-    (args.out / "evidence.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "evidence.json" if odometry is None else f"evidence_odometry{args.odometry_spacing_m:g}m.json"
+    (args.out / tag / name).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
@@ -143,19 +161,19 @@ def _render(root: Path, seed: int, length_m: float) -> None:
         assert seqvpr(["prepare-robotcar", str(raw), "--out", str(prepared)]) == 0
 
 
-def _world(root: Path, model: Path, encoder, map_config: MapConfig, map_name: str) -> dict:
-    """The world's map of its first traverse and its query traverses' descriptors (cached)."""
+def _world(root: Path, model: Path, encoder, map_config: MapConfig, map_name: str, tag: str) -> dict:
+    """The world's map of its first traverse and its query traverses' descriptors (cached in root/tag)."""
     traverses = find_traverses(root / "prepared")
     reference, queries = traverses[0], traverses[1:]
-    map_dir = root / map_name
+    map_dir = root / tag / map_name
     if not (map_dir / "map.yaml").is_file():
         build_map([reference.root], model, map_dir, map_config)
     descriptors = {}
     for query in queries:
-        cache = root / "descriptors" / f"{query.name}.npy"
+        cache = root / tag / "descriptors" / f"{query.name}.npy"
         if not cache.is_file():
             values, _, _ = encode_images(encoder, [query.image_path(i) for i in range(len(query))])
-            cache.parent.mkdir(exist_ok=True)
+            cache.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache, values)
         descriptors[query.name] = np.load(cache)
     return {"reference": reference, "queries": queries, "map": load_map(map_dir), "descriptors": descriptors}
@@ -163,7 +181,8 @@ def _world(root: Path, model: Path, encoder, map_config: MapConfig, map_name: st
 
 def _nearest_frame(reference_map, query, values) -> float:
     """Share of keyframes whose nearest map frame (descriptors as the localizer aligns them) is within 10 m."""
-    localizer = StreamingLocalizer(reference_map, LocalizerConfig(query_length=2, min_query_length=2))
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig(query_length=2, min_query_length=2),
+                                   calibration=Calibration())
     hits = []
     for stamp, value, truth in zip(query.times_s, values, query.positions):
         keyframes = localizer.counters["keyframes"]
@@ -174,9 +193,9 @@ def _nearest_frame(reference_map, query, values) -> float:
     return float(np.mean(hits))
 
 
-def _attempts(world: dict, config: LocalizerConfig, calibration: Calibration) -> Attempts:
+def _attempts(world: dict, config: LocalizerConfig, calibration: Calibration, odometry: float | None) -> Attempts:
     return Attempts.concatenate([keyframe_attempts(world["map"], [q], [world["descriptors"][q.name]], config,
-                                                   calibration) for q in world["queries"]])
+                                                   calibration, odometry) for q in world["queries"]])
 
 
 def _oracle(reference_map, queries, descriptors, attempts, config):
@@ -228,18 +247,21 @@ def _sweep(attempts, oracle, calibration, threshold):
     return rows
 
 
-def _kidnap(reference_map, query, values, config):
-    """Frames of the first third, then frames from 300 m further on, stamps continuing."""
+def _kidnap(reference_map, query, values, config, odometry):
+    """Frames of the first third, then frames from 300 m further on, stamps (and odometry) continuing."""
     path = query.path_length_m
     first = np.flatnonzero(path < path[-1] / 3)[-200:]
     second = np.flatnonzero(path > path[first[-1]] + 300)[:300]
     period = np.median(np.diff(query.times_s))
     stamps = query.times_s[first[0]] + period * np.arange(len(first) + len(second))
     rows = np.concatenate([first, second])
+    step = float(np.median(np.diff(path[first])))
+    travelled = np.concatenate([path[first], path[first[-1]] + step + path[second] - path[second[0]]])
     localizer = StreamingLocalizer(reference_map, config)
     outcome = []
     for i, (stamp, row) in enumerate(zip(stamps, rows)):
-        estimate = localizer.update(stamp, descriptor=values[row])
+        estimate = localizer.update(stamp, descriptor=values[row],
+                                    odometry=None if odometry is None else odometry * float(travelled[i]))
         if i >= len(first) and estimate.is_keyframe:
             error = float(np.hypot(estimate.easting - query.positions[row, 0],
                                    estimate.northing - query.positions[row, 1])) if estimate.has_fix else None
@@ -262,11 +284,13 @@ def _head_map(raw_map, head_dir, map_config):
                      config=map_config)
 
 
-def _unknown_route(head, query, values, config, calibration, tail):
+def _unknown_route(head, query, values, config, calibration, tail, odometry):
     """The query past ``tail`` of its path, on a map that does not hold it: every fix is wrong."""
     tail = query.path_length_m >= tail * query.path_length_m[-1]
     localizer = StreamingLocalizer(head, config, calibration=calibration)
-    estimates = [localizer.update(s, descriptor=v) for s, v in zip(query.times_s[tail], values[tail])]
+    travelled = query.path_length_m[tail]
+    estimates = [localizer.update(s, descriptor=v, odometry=None if odometry is None else odometry * float(d))
+                 for s, v, d in zip(query.times_s[tail], values[tail], travelled)]
     keyframes = [e for e in estimates if e.is_keyframe]
     return {"keyframes": len(keyframes), "fixes": sum(e.has_fix for e in keyframes)}
 

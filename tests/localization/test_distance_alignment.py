@@ -94,3 +94,26 @@ def test_a_robot_that_stops_is_not_run_ahead_of_with_odometry(tmp_path):
     assert len(errors[True]) > 30
     assert np.percentile(errors[True], 95) < 8.0
     assert np.percentile(errors[True], 95) < 0.5 * np.percentile(errors[False], 95)
+
+
+def test_keyframe_attempts_replay_odometry_when_asked(tmp_path):
+    """Calibration replays (``keyframe_attempts``) space keyframes by the traverse's own
+    travelled distance when given an odometry scale, as the localizer on a robot would."""
+    from types import SimpleNamespace
+
+    from seqvpr.localization.validation import keyframe_attempts
+
+    rng = np.random.default_rng(2)
+    reference_map, place = _route_map(tmp_path, rng, length_m=400.0)
+    travelled = np.concatenate([np.linspace(10.0, 150.0, 280), np.full(100, 150.0), np.linspace(150.0, 300.0, 300)])
+    traverse = SimpleNamespace(name="q", times_s=5000.0 + np.arange(len(travelled)) / 10.0,
+                               positions=np.stack([600000.0 + travelled, np.full(len(travelled), 5700000.0)], axis=1),
+                               path_length_m=travelled - travelled[0])
+    values = _unit(place(travelled) + 0.05 * rng.normal(size=(len(travelled), DIM)))
+    config = LocalizerConfig(query_spacing_m=10.0, min_query_length=5)
+    on_distance = keyframe_attempts(reference_map, [traverse], [values], config, odometry_scale=1.0)
+    on_time = keyframe_attempts(reference_map, [traverse], [values], config)
+    # 290 m at one keyframe per 10 m: 30 keyframes, aligned from the 5th on; 68 s at one per second.
+    assert abs(len(on_distance.stamps) - 26) <= 1, len(on_distance.stamps)
+    assert abs(len(on_time.stamps) - (68 - 4)) <= 1, len(on_time.stamps)
+    assert np.median(on_distance.errors_m) < 3.0
