@@ -54,7 +54,8 @@ __all__ = ["MAP_FORMAT", "MAP_VERSION", "Map", "MapTraverse", "MapPart", "load_m
 LOGGER = logging.getLogger(__name__)
 
 MAP_FORMAT = "seqvpr.map"
-MAP_VERSION = 1
+MAP_VERSION = 2  # 2: condition centring (``centring``, centres.npy); 1 (no centring) is still read
+READABLE_VERSIONS = (1, 2)
 MAP_YAML = "map.yaml"
 ARRAYS = {"descriptors": 2, "times": 1, "positions": 2, "headings": 1, "successor_inner": 1}
 INDEX_FILE = "index.faiss"
@@ -213,8 +214,9 @@ def load_map(path: str | Path) -> Map:
         raise SeqvprError(f"{meta_path}: not valid YAML ({error})") from error
     if not isinstance(meta, dict) or meta.get("format") != MAP_FORMAT:
         raise SeqvprError(f"{meta_path}: format is not {MAP_FORMAT!r}")
-    if meta.get("version") != MAP_VERSION:
-        raise SeqvprError(f"{meta_path}: map version {meta.get('version')!r}; this seqvpr reads {MAP_VERSION}")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise SeqvprError(f"{meta_path}: map version {meta.get('version')!r}; this seqvpr reads "
+                          f"{' and '.join(map(str, READABLE_VERSIONS))}")
     for key in ("encoder_fingerprint", "utm_zone", "traverses", "index", "frames"):
         if key not in meta:
             raise SeqvprError(f"{meta_path}: missing key {key!r}")
@@ -231,7 +233,7 @@ def load_map(path: str | Path) -> Map:
             raise SeqvprError(
                 f"{file}: shape {arrays[name].shape} does not fit {meta['frames']} frames in {MAP_YAML}"
             )
-    centring = meta.get("centring", "none")
+    centring = meta.get("centring", "none") if meta["version"] >= 2 else "none"
     if centring not in ("none", "traverse_mean"):
         raise SeqvprError(f"{meta_path}: centring must be 'none' or 'traverse_mean', got {centring!r}")
     if centring == "traverse_mean":

@@ -55,7 +55,9 @@ def test_a_map_without_centring_and_an_older_map_load_uncentred(tmp_path):
     assert not written.centred
     np.testing.assert_allclose(written.descriptors, _unit(part.descriptors), atol=1e-6)
     meta = yaml.safe_load((tmp_path / "m" / "map.yaml").read_text())
-    del meta["centring"]  # maps written before centring existed
+    assert meta["version"] == 2
+    del meta["centring"]  # maps written before centring existed: version 1, no centring key
+    meta["version"] = 1
     (tmp_path / "m" / "map.yaml").write_text(yaml.safe_dump(meta))
     assert not load_map(tmp_path / "m").centred
 
