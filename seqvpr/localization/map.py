@@ -233,7 +233,7 @@ def load_map(path: str | Path) -> Map:
             raise SeqvprError(
                 f"{file}: shape {arrays[name].shape} does not fit {meta['frames']} frames in {MAP_YAML}"
             )
-    centring = meta.get("centring", "none") if meta["version"] >= 2 else "none"
+    centring = meta.get("centring", "none")
     if centring not in ("none", "traverse_mean"):
         raise SeqvprError(f"{meta_path}: centring must be 'none' or 'traverse_mean', got {centring!r}")
     if centring == "traverse_mean":
