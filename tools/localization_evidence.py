@@ -66,6 +66,8 @@ def main() -> None:
                         help="keyframes every this many metres of odometry, aligned on distance (default: time)")
     parser.add_argument("--odometry-scale", type=float, default=1.0,
                         help="odometry = travelled distance x this (default 1.0; 1.02 reads 2 %% long)")
+    parser.add_argument("--no-calibration-off-map", dest="calibration_off_map", action="store_false",
+                        help="calibrate on the calibration world's in-map keyframes only")
     parser.add_argument("--model", type=Path,
                         help="encoder checkpoint (default: the demo's untrained encoder, OUT/encoder.pt)")
     args = parser.parse_args()
@@ -98,8 +100,14 @@ def main() -> None:
         odometry = args.odometry_scale
 
     # The proposals, margins and streaks do not depend on the calibration: one replay with
-    # the built-in mapping gives the attempts to calibrate on.
-    validation_raw = _attempts(calibration_world, config, Calibration(), odometry)
+    # the built-in mapping gives the attempts to calibrate on: the calibration world's
+    # queries on its map and, as off-map negatives, their last 60 % on a map of its first 40 %.
+    calibration_head = _head_map(raw_maps[1], calibration_root / tag / f"head_map{suffix}",
+                                 MapConfig(centre=args.centre))
+    parts = [_attempts(calibration_world, config, Calibration(), odometry)]
+    if args.calibration_off_map:
+        parts.append(_off_map_attempts(calibration_head, calibration_world, config, odometry))
+    validation_raw = Attempts.concatenate(parts)
     calibration = dataclasses.replace(calibrate(validation_raw, config.confidence_threshold),
                                       settings=calibrated_settings(config))
     save_calibration(calibration, test["map"].root)
@@ -110,8 +118,9 @@ def main() -> None:
     report = {
         "model": str(model), "encoder_fingerprint": tag, "reference": test["reference"].name,
         "seeds": {"test": args.seed, "calibration": args.calibration_seed}, "centred": args.centre,
-        "odometry_scale": odometry, "config": config_to_dict(config), "calibration": config_to_dict(calibration),
-        "threshold": threshold,
+        "odometry_scale": odometry, "calibration_keyframes": int(len(validation_raw.stamps)),
+        "calibration_off_map": args.calibration_off_map, "config": config_to_dict(config),
+        "calibration": config_to_dict(calibration), "threshold": threshold,
         "best_window_within_10m": {"calibration": float((validation.errors_m <= 10).mean()),
                                    "test": float((attempts.errors_m <= 10).mean())},
         "reliability": {"calibration": reliability(validation, calibration, threshold),
@@ -191,6 +200,16 @@ def _nearest_frame(reference_map, query, values) -> float:
             row = int(np.argmax(np.asarray(reference_map.descriptors) @ localizer.query_descriptors[-1]))
             hits.append(np.hypot(*(reference_map.positions[row] - truth)) <= 10.0)
     return float(np.mean(hits))
+
+
+def _off_map_attempts(head, world: dict, config: LocalizerConfig, odometry: float | None) -> Attempts:
+    """The world's queries past 60 % of their path on a map of its reference's first 40 %: all wrong."""
+    parts = []
+    for query in world["queries"]:
+        tail = query.path_length_m >= 0.6 * query.path_length_m[-1]
+        parts.append(keyframe_attempts(head, [query.subset(tail)], [world["descriptors"][query.name][tail]], config,
+                                       Calibration(), odometry))
+    return Attempts.concatenate(parts)
 
 
 def _attempts(world: dict, config: LocalizerConfig, calibration: Calibration, odometry: float | None) -> Attempts:
