@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="seqvpr map calibrate MAP TRAVERSE... --model CKPT\n\n"
                     "Localize validation traverses (not in the map) against MAP, fit the margin -> confidence "
                     "mapping (isotonic) and the covariance (so that the 95 % ellipse holds 95 % of published "
-                    "fixes), and write MAP/calibration.yaml, calibration_report.json and reliability.png.",
+                    "fixes), and write MAP/calibration.yaml, calibration_report.json and reliability.png. "
+                    "Include drives of roads that are not in the map, so that the threshold learns to refuse "
+                    "them. With query_spacing_m in --config, each traverse's travelled distance is its odometry.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     calibrate.add_argument("map", type=Path, help="map folder")
     calibrate.add_argument("traverses", type=Path, nargs="+", help="validation traverse folders")
