@@ -175,8 +175,7 @@ def _world(root: Path, model: Path, encoder, map_config: MapConfig, map_name: st
     traverses = find_traverses(root / "prepared")
     reference, queries = traverses[0], traverses[1:]
     map_dir = root / tag / map_name
-    if not (map_dir / "map.yaml").is_file():
-        build_map([reference.root], model, map_dir, map_config)
+    build_map([reference.root], model, map_dir, map_config, progress=False)  # returns a complete map as it is
     descriptors = {}
     for query in queries:
         cache = root / tag / "descriptors" / f"{query.name}.npy"

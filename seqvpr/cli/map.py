@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-centre", dest="centre", action="store_false",
                        help="keep the encoder's descriptors as they are (default: subtract each traverse's mean "
                             "descriptor, condition centring)")
+    build.add_argument("--proposal-dim", type=int, default=256,
+                       help="the faiss index holds the descriptors projected onto this many principal directions "
+                            "(window proposals only; 0: whole descriptors; default %(default)s)")
     build.add_argument("--overwrite", action="store_true", help="rebuild MAP if it holds another build")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     calibrate = actions.add_parser(
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     config = MapConfig(reference_spacing_m=args.reference_spacing_m, exact_max_frames=args.exact_max_frames,
                        large_index=args.large_index, nlist=args.nlist, nprobe=args.nprobe,
                        pq_subquantizers=args.pq_subquantizers, batch_size=args.batch_size, device=args.device,
-                       centre=args.centre)
+                       centre=args.centre, proposal_dim=args.proposal_dim or None)
     if not args.model.is_file():
         raise SeqvprError(f"map build: no such checkpoint file {args.model}")
     for traverse in args.traverses:

@@ -136,7 +136,8 @@ class MapConfig:
         large_index: ``"ivf"`` (IVF-Flat) or ``"ivfpq"`` (IVF-PQ) beyond ``exact_max_frames``.
         nlist: IVF cells; None = round(sqrt(N)).
         nprobe: IVF cells searched per query.
-        pq_subquantizers: IVF-PQ bytes per vector; must divide the descriptor dimension.
+        pq_subquantizers: IVF-PQ bytes per vector; must divide the indexed dimension
+            (``proposal_dim``, or the descriptors' when they are indexed whole).
         batch_size: images per encoder batch when building.
         device: torch device of the encoder when building.
         centre: condition centring: subtract from every descriptor its traverse's mean
@@ -144,6 +145,11 @@ class MapConfig:
             adds to every image of a traverse (its light, weather, exposure) is then gone,
             and the localizer does the same to the query with a running mean. False keeps
             the encoder's descriptors as they are.
+        proposal_dim: the faiss index (window proposals only) holds the descriptors
+            projected onto their first ``proposal_dim`` principal directions and normalised
+            again: its scan reads ``proposal_dim / D`` of the bytes an index of the whole
+            descriptors reads. The alignment always uses the whole descriptors. None, or a
+            value >= D, indexes the whole descriptors.
     """
 
     reference_spacing_m: float = 1.0
@@ -155,8 +161,11 @@ class MapConfig:
     batch_size: int = 16
     device: str = "cpu"
     centre: bool = True
+    proposal_dim: int | None = 256
 
     def __post_init__(self) -> None:
+        if self.proposal_dim is not None and (not isinstance(self.proposal_dim, int) or self.proposal_dim < 1):
+            raise ConfigError(f"MapConfig.proposal_dim must be an integer >= 1 or null, got {self.proposal_dim!r}")
         if not isinstance(self.centre, bool):
             raise ConfigError(f"MapConfig.centre must be true or false, got {self.centre!r}")
         if self.large_index not in ("ivf", "ivfpq"):

@@ -10,12 +10,15 @@ one route), their frames' descriptors, times, positions and headings as memory-m
                           see below)
     MAP/centres.npy       (T, D) float32, per traverse the mean descriptor subtracted
                           (only in a map built with condition centring)
+    MAP/projection.npy    (D, d) float32, orthonormal columns: the principal directions the
+                          index's vectors are projected onto (only when d < D)
     MAP/times.npy         (N,) float64, capture times (s), increasing within a traverse
     MAP/positions.npy     (N, 2) float64, UTM (easting, northing) metres
     MAP/headings.npy      (N,) float64, ENU radians
     MAP/successor_inner.npy  (N,) float64, inner product of each descriptor with the next
                           one of its traverse (0 at a traverse's end)
-    MAP/index.faiss       faiss index over descriptors.npy (exact IndexFlatIP up to
+    MAP/index.faiss       faiss index over descriptors.npy, projected when projection.npy
+                          is there (exact IndexFlatIP up to
                           ``exact_max_frames``, IVF or IVF-PQ beyond)
 
 Loading maps the arrays and the index into memory lazily (``np.load(mmap_mode="r")``,
@@ -60,6 +63,8 @@ MAP_YAML = "map.yaml"
 ARRAYS = {"descriptors": 2, "times": 1, "positions": 2, "headings": 1, "successor_inner": 1}
 INDEX_FILE = "index.faiss"
 CENTRES_FILE = "centres.npy"
+PROJECTION_FILE = "projection.npy"
+PCA_SAMPLE = 20_000  # map rows the principal directions are fitted on
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class Map:
         index_kind: ``flat``, ``ivf`` or ``ivfpq``.
         centres: (T, D) float32, each traverse's subtracted mean descriptor, or None for a
             map built without condition centring.
+        projection: (D, d) float32 with orthonormal columns, the directions the index's
+            vectors are projected onto, or None when the index holds whole descriptors.
     """
 
     def __init__(self, root: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -127,6 +134,7 @@ class Map:
         self.nprobe = int(meta["index"].get("nprobe", 16))
         self._starts = np.array([t.first_row for t in self.traverses] + [len(self.times)], dtype=np.int64)
         self.centres = arrays.get("centres")
+        self.projection = arrays.get("projection")
         self._index = None
         self._path_length: np.ndarray | None = None
 
@@ -149,11 +157,20 @@ class Map:
             raise SeqvprError(f"{self.root}: map built without condition centring has no centres")
         return np.asarray(self.centres, dtype=np.float64).mean(axis=0)
 
+    def proposal_vectors(self, values: np.ndarray) -> np.ndarray:
+        """Descriptors (n, D) as the index holds them: projected and normalised, float32."""
+        values = np.asarray(values, dtype=np.float32)
+        if self.projection is None:
+            return values
+        projected = values @ np.asarray(self.projection)
+        return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+
     @property
     def index(self):
         """The faiss index as a :class:`seqvpr.vpr.ReferenceIndex` (loaded on first use)."""
         if self._index is None:
-            self._index = _read_index(self.root / INDEX_FILE, self.index_kind, self.nprobe, self.dim)
+            dim = self.dim if self.projection is None else int(self.projection.shape[1])
+            self._index = _read_index(self.root / INDEX_FILE, self.index_kind, self.nprobe, dim)
         return self._index
 
     @property
@@ -247,6 +264,19 @@ def load_map(path: str | Path) -> Map:
         expected = (len(meta["traverses"]), arrays["descriptors"].shape[1])
         if arrays["centres"].shape != expected or not np.all(np.isfinite(arrays["centres"])):
             raise SeqvprError(f"{file}: shape {arrays['centres'].shape} (finite values), expected {expected}")
+    proposal_dim = meta.get("proposal_dim")
+    if proposal_dim is not None:
+        file = root / PROJECTION_FILE
+        if not file.is_file():
+            raise SeqvprError(f"{root}: map file {PROJECTION_FILE} is missing (map.yaml says proposal_dim: "
+                              f"{proposal_dim})")
+        try:
+            arrays["projection"] = np.load(file, allow_pickle=False)
+        except ValueError as error:
+            raise SeqvprError(f"{file}: not a readable .npy array ({error})") from error
+        expected = (arrays["descriptors"].shape[1], proposal_dim)
+        if arrays["projection"].shape != expected or not np.all(np.isfinite(arrays["projection"])):
+            raise SeqvprError(f"{file}: shape {arrays['projection'].shape} (finite values), expected {expected}")
     if arrays["positions"].shape[1] != 2:
         raise SeqvprError(f"{root / 'positions.npy'}: shape {arrays['positions'].shape}, expected (N, 2)")
     if not (root / INDEX_FILE).is_file():
@@ -321,6 +351,13 @@ def write_map(
         arrays["centres"] = centres
     else:
         (out / CENTRES_FILE).unlink(missing_ok=True)
+    indexed = descriptors
+    if config.proposal_dim is not None and config.proposal_dim < descriptors.shape[1]:
+        arrays["projection"] = _principal_directions(descriptors, config.proposal_dim)
+        indexed = descriptors @ arrays["projection"]
+        indexed /= np.maximum(np.linalg.norm(indexed, axis=1, keepdims=True), 1e-12)
+    else:
+        (out / PROJECTION_FILE).unlink(missing_ok=True)
     for name, array in arrays.items():
         with atomic_path(out / f"{name}.npy") as temporary, open(temporary, "wb") as handle:
             np.save(handle, array)
@@ -328,7 +365,7 @@ def write_map(
     kind = "flat" if count <= config.exact_max_frames else config.large_index
     index_config = IndexConfig(kind=kind, nlist=config.nlist, nprobe=config.nprobe,
                                pq_subquantizers=config.pq_subquantizers, device="cpu")
-    index = ReferenceIndex.build(descriptors, index_config)
+    index = ReferenceIndex.build(indexed, index_config)
     _write_index(index, out / INDEX_FILE)
     meta = {
         "format": MAP_FORMAT,
@@ -340,6 +377,7 @@ def write_map(
         "encoder": encoder,
         "index": {"kind": kind, "nlist": index.config.nlist, "nprobe": config.nprobe},
         "centring": "traverse_mean" if centres is not None else "none",
+        "proposal_dim": int(indexed.shape[1]) if "projection" in arrays else None,
         "traverses": [
             {"name": part.name, "condition": part.condition, "first_row": int(first), "frames": len(part.times)}
             for part, first in zip(parts, first_rows)
@@ -405,7 +443,9 @@ def build_map(
     if (Path(out) / MAP_YAML).is_file():
         existing = load_map(out)
         same_traverses = [(t.name, t.frames) for t in existing.traverses] == [(t.name, len(t)) for t in traverses]
-        if existing.fingerprint == fingerprint and same_traverses and existing.centred == config.centre:
+        wanted = config.proposal_dim if config.proposal_dim is not None and config.proposal_dim < existing.dim else None
+        same_index = (None if existing.projection is None else existing.projection.shape[1]) == wanted
+        if existing.fingerprint == fingerprint and same_traverses and existing.centred == config.centre and same_index:
             LOGGER.info("map %s is complete; nothing to do", out)
             return existing
     partial = Path(out) / "partial"
@@ -433,6 +473,31 @@ def build_map(
                        encoder=encoder.config.to_dict(), config=config)
     shutil.rmtree(partial)
     return result
+
+
+def _principal_directions(descriptors: np.ndarray, dim: int) -> np.ndarray:
+    """(D, dim) float32 orthonormal columns: the top right singular vectors of the
+    descriptors (of a seeded sample of ``PCA_SAMPLE`` rows on large maps). The rows are
+    unit vectors whose traverse means were removed (or not), so no mean is subtracted:
+    the directions keep the most of their inner products."""
+    import torch
+
+    rows = descriptors
+    if len(rows) > PCA_SAMPLE:
+        pick = np.sort(np.random.default_rng(0).choice(len(rows), PCA_SAMPLE, replace=False))
+        rows = rows[pick]
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        _, _, vectors = torch.svd_lowrank(torch.from_numpy(np.asarray(rows, dtype=np.float32)), q=min(
+            dim + 16, *rows.shape), niter=4)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    basis = vectors[:, :dim].numpy().astype(np.float32)
+    if basis.shape[1] < dim:  # fewer rows than directions: complete the basis
+        extra = np.linalg.qr(np.hstack([basis, np.eye(basis.shape[0], dim, dtype=np.float32)]))[0]
+        basis = extra[:, :dim].astype(np.float32)
+    return basis
 
 
 def _write_index(index, path: Path) -> None:

@@ -561,7 +561,8 @@ class StreamingLocalizer:
         pending = [keyframe for keyframe in self._keyframes if keyframe.rows is None]
         if not pending:
             return
-        result = self.map.index.search(np.stack([keyframe.values for keyframe in pending]), self.config.top_k)
+        vectors = self.map.proposal_vectors(np.stack([keyframe.values for keyframe in pending]))
+        result = self.map.index.search(vectors, self.config.top_k)
         for keyframe, rows in zip(pending, result.indices):
             keyframe.rows = rows
 

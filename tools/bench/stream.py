@@ -8,6 +8,9 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
   batch) instead of the exact (m + 2)-dimensional vectors (``exact_low_rank``).
 - ``IVF`` rows: the map's faiss index is IVF (maps beyond ``exact_max_frames``); baseline
   the same map with an exact index.
+- ``index of d-d projections`` rows (maps whose index holds the descriptors projected onto
+  their principal directions, the default): baseline the same map with an index of the
+  whole descriptors (``MapConfig(proposal_dim=None)``).
 - ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
   120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
   forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
@@ -100,6 +103,11 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
         print(f"| map of {size} frames, D={dim}: built in {built:.1f} s, loaded in {1e3 * loaded:.1f} ms "
               f"({reference_map.index_kind}) | | | | |", flush=True)
         ours = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG), stamps, values)
+        if reference_map.projection is not None:
+            route_map(route, folder / f"whole{size}", proposal_dim=None, **options)
+            whole = keyframe_latencies(StreamingLocalizer(load_map(folder / f"whole{size}"), CONFIG), stamps, values)
+            row(f"{size} frames, {kind}, index of {reference_map.projection.shape[1]}-d projections, descriptor "
+                "given", ours, whole, "index of whole descriptors")
         if kind == "flat":
             original = streaming.align_windows
             streaming.align_windows = full_dimensional_align
