@@ -148,8 +148,10 @@ class MapConfig:
         proposal_dim: the faiss index (window proposals only) holds the descriptors
             projected onto their first ``proposal_dim`` principal directions and normalised
             again: its scan reads ``proposal_dim / D`` of the bytes an index of the whole
-            descriptors reads. The alignment always uses the whole descriptors. None, or a
-            value >= D, indexes the whole descriptors.
+            descriptors reads. The alignment always uses the whole descriptors. None (the
+            default), or a value >= D, indexes the whole descriptors: on the streaming
+            benchmark the projected neighbours agreed less and the extra windows cost more
+            than the scan saved (docs/benchmarks.md).
     """
 
     reference_spacing_m: float = 1.0
@@ -161,7 +163,7 @@ class MapConfig:
     batch_size: int = 16
     device: str = "cpu"
     centre: bool = True
-    proposal_dim: int | None = 256
+    proposal_dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.proposal_dim is not None and (not isinstance(self.proposal_dim, int) or self.proposal_dim < 1):

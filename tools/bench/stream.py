@@ -8,15 +8,16 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
   batch) instead of the exact (m + 2)-dimensional vectors (``exact_low_rank``).
 - ``IVF`` rows: the map's faiss index is IVF (maps beyond ``exact_max_frames``); baseline
   the same map with an exact index.
-- ``index of d-d projections`` rows (maps whose index holds the descriptors projected onto
-  their principal directions, the default): baseline the same map with an index of the
-  whole descriptors (``MapConfig(proposal_dim=None)``).
+- ``index of d-d projections`` rows (``--proposal-dim d``: maps whose index holds the
+  descriptors projected onto their principal directions): baseline the same map with an
+  index of the whole descriptors (``MapConfig(proposal_dim=None)``, the default).
 - ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
   120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
   forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
 - map loading: ``load_map`` + opening its index, for each map size.
 
 Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threads 2] [--config FILE]
+       [--proposal-dim D]
 
 ``--config`` takes localizer settings (the keys of config/localization.yaml); default the defaults.
 """
@@ -43,6 +44,7 @@ from seqvpr.localization.proposal import Alignment, _rows_at_least  # noqa: E402
 from seqvpr.localization.simulate import drive, route_map, synthetic_route  # noqa: E402
 
 CONFIG = LocalizerConfig()
+PROPOSAL_DIM: int | None = None
 
 
 def full_dimensional_align(reference_map, windows, query_times, query_values, config) -> Alignment:
@@ -94,7 +96,7 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
         started = time.perf_counter()
         kind = "flat" if size <= 10_000 else "ivf"
         options = {"exact_max_frames": 10_000, "large_index": "ivf"} if kind == "ivf" else {}
-        route_map(route, folder / f"map{size}", **options)
+        route_map(route, folder / f"map{size}", proposal_dim=PROPOSAL_DIM, **options)
         built = time.perf_counter() - started
         started = time.perf_counter()
         reference_map = load_map(folder / f"map{size}")
@@ -159,9 +161,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=["small", "netvlad-vgg16"])
     parser.add_argument("--image-map-frames", type=int, default=2000)
     parser.add_argument("--config", type=Path, help="localizer settings YAML (default: the defaults)")
+    parser.add_argument("--proposal-dim", type=int,
+                        help="maps index their descriptors projected onto this many principal directions "
+                             "(MapConfig.proposal_dim; default: whole descriptors)")
     args = parser.parse_args()
-    global CONFIG
+    global CONFIG, PROPOSAL_DIM
     CONFIG = load_config(args.config, LocalizerConfig) if args.config else LocalizerConfig()
+    PROPOSAL_DIM = args.proposal_dim
     import faiss
 
     torch.set_num_threads(args.threads)
