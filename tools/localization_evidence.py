@@ -44,7 +44,8 @@ from seqvpr.extraction import encode_images, encoder_fingerprint
 from seqvpr.localization import LocalizerConfig, MapConfig, MapPart, StreamingLocalizer, build_map, load_map, write_map
 from seqvpr.localization.calibration import Calibration, calibrated_settings, save_calibration
 from seqvpr.localization.plots import plot_reliability
-from seqvpr.localization.validation import Attempts, calibrate, keyframe_attempts, oracle_errors, reliability
+from seqvpr.localization.validation import (Attempts, calibrate, confidences, keyframe_attempts, oracle_errors,
+                                            reliability)
 from seqvpr.vpr import load_encoder
 
 CONDITIONS = "overcast,sunny,snow,dusk,night"
@@ -229,8 +230,8 @@ def _oracle(reference_map, queries, descriptors, attempts, config):
 
 def _scores(attempts, oracle, calibration, threshold):
     """Availability, wrong fixes, accuracy of published fixes vs the oracle window, ellipse coverage."""
-    confidence = np.array([calibration.confidence(m, n) for m, n in zip(attempts.margins, attempts.streaks)])
-    published = confidence >= threshold
+    confidence = confidences(attempts, calibration)
+    published = (confidence >= threshold) & ~attempts.vetoed
     assert np.array_equal(published, attempts.published), "replayed publication differs from the calibration's"
     errors, oracle = attempts.errors_m[published], oracle[published]
     coverage = reliability(attempts, calibration, threshold)
@@ -253,7 +254,7 @@ def _sweep(attempts, oracle, calibration, threshold):
     confidence = attempts.confidences
     rows = []
     for level in sorted({0.0, 0.3, 0.5, 0.6, 0.7, 0.8, round(threshold, 3)}):
-        chosen = confidence >= level
+        chosen = (confidence >= level) & ~attempts.vetoed
         coverage = reliability(attempts, calibration, level)
         rows.append({
             "threshold": level, "fixes": int(chosen.sum()), "availability": float(chosen.mean()),

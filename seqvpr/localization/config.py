@@ -61,6 +61,11 @@ class LocalizerConfig:
             before there are that many) and is normalised again, so that the query's
             condition (light, weather) cancels as the map's did. Ignored on a map built
             without centring.
+        min_newest_similarity: on a condition-centred map, a hypothesis is not published
+            (confidence 0) when its newest keyframe resembles the reference at its warped
+            time no more than this (cosine of the centred descriptors; unrelated places
+            score about 0): the query's older keyframes can carry a hypothesis whose newest
+            frame is elsewhere, as right after a kidnap. None disables the check.
         device: torch device of the encoder and of GDTW's matrix products.
     """
 
@@ -85,6 +90,7 @@ class LocalizerConfig:
     reset_backward_s: float = 1.0
     max_keyframe_gap_s: float = 30.0
     centring_keyframes: int = 60
+    min_newest_similarity: float | None = 0.0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -117,6 +123,10 @@ class LocalizerConfig:
                 f"LocalizerConfig.min_query_length ({self.min_query_length}) exceeds query_length "
                 f"({self.query_length})"
             )
+        if self.min_newest_similarity is not None and not (
+                isinstance(self.min_newest_similarity, int | float) and -1.0 <= self.min_newest_similarity <= 1.0):
+            raise ConfigError(f"LocalizerConfig.min_newest_similarity must be in [-1, 1] or null, got "
+                              f"{self.min_newest_similarity!r}")
         if self.confidence_threshold is not None and not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(
                 f"LocalizerConfig.confidence_threshold must be in [0, 1], got {self.confidence_threshold!r}"

@@ -17,9 +17,10 @@ hypothesis is checked against the previous one moved on at its aligned speed: wi
 restarts at 0. The confidence (:mod:`seqvpr.localization.calibration`) is the calibrated
 probability that the hypothesis is correct given its margin over the best window elsewhere
 and its streak; a hypothesis is published as a fix (status TRACKING) when the confidence
-reaches ``confidence_threshold``. The hypothesis is tracked whether or not it is published,
-so the proposals, the margin and the streak do not depend on the calibration (which is
-fitted on them). Frames between keyframes get the last fix carried forward along the
+reaches ``confidence_threshold`` (and, on a centred map, its newest keyframe resembles the
+reference where the hypothesis puts it: ``min_newest_similarity``). The hypothesis is
+tracked whether or not it is published, so the proposals, the margin and the streak do not
+depend on the calibration (which is fitted on them). Frames between keyframes get the last fix carried forward along the
 reference at the aligned speed.
 
 Robustness: a stamp equal to the newest is a duplicate and a stamp slightly behind it is
@@ -214,6 +215,7 @@ class StreamingLocalizer:
         self._hypothesis: _Hypothesis | None = None
         self._last_margin = 0.0
         self._last_streak = 0
+        self._last_vetoed = False
         self._distances: np.ndarray | None = None
         self._prior_mean = reference_map.centre_prior if reference_map.centred else None
         self._mean, self._mean_count = self._prior_mean, 0
@@ -485,7 +487,11 @@ class StreamingLocalizer:
         self._hypothesis = _Hypothesis(window.traverse, end_time, stamp, rate, streak)
         confidence = self.calibration.confidence(margin, streak)
         self._last_margin, self._last_streak = margin, streak
-        if confidence < self.confidence_threshold:
+        self._last_vetoed = False
+        if self.map.centred and config.min_newest_similarity is not None:
+            if self._similarity_at(window.traverse, end_time, values[-1]) <= config.min_newest_similarity:
+                confidence, self._last_vetoed = 0.0, True
+        if self._last_vetoed or confidence < self.confidence_threshold:
             self._status, self._fix = Status.LOST, None
             return Estimate(stamp, Status.LOST, confidence=confidence, latency_s=time.perf_counter() - started,
                             is_keyframe=True, traverse=self.map.traverses[window.traverse].name,
@@ -528,6 +534,18 @@ class StreamingLocalizer:
             start_times.append(alignment.start_times)
         return np.concatenate(costs), np.concatenate(end_times), np.concatenate(start_times)
 
+    def _similarity_at(self, traverse: int, reference_time_s: float, values: np.ndarray) -> float:
+        """Cosine of ``values`` and the map's descriptor interpolated at ``reference_time_s``."""
+        rows = self.map.rows_of(traverse)
+        times = self.map.times[rows]
+        upper = int(np.clip(np.searchsorted(times, reference_time_s, side="right"), 1, len(times) - 1))
+        span = times[upper] - times[upper - 1]
+        fraction = float(np.clip((reference_time_s - times[upper - 1]) / span, 0.0, 1.0)) if span > 0 else 0.0
+        reference = ((1 - fraction) * np.asarray(self.map.descriptors[rows.start + upper - 1], dtype=np.float64)
+                     + fraction * np.asarray(self.map.descriptors[rows.start + upper], dtype=np.float64))
+        norm = float(np.linalg.norm(reference))
+        return float(reference @ values) / norm if norm > 0 else 0.0
+
     def _path_at(self, traverse: int, reference_time_s: float) -> float:
         """Metres of path along ``traverse`` at a reference time."""
         rows = self.map.rows_of(traverse)
@@ -551,6 +569,12 @@ class StreamingLocalizer:
         if not self._keyframes:
             return np.zeros((0, self.map.dim), dtype=np.float32)
         return np.stack([keyframe.values for keyframe in self._keyframes])
+
+    @property
+    def last_vetoed(self) -> bool:
+        """Whether the last alignment's fix was withheld because its newest keyframe did not
+        resemble the reference where the hypothesis put it (``min_newest_similarity``)."""
+        return self._last_vetoed
 
     @property
     def last_streak(self) -> int:

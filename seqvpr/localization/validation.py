@@ -22,7 +22,8 @@ from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map
 from seqvpr.localization.streaming import Status, StreamingLocalizer
 
-__all__ = ["Attempts", "keyframe_attempts", "calibrate", "calibrate_map", "reliability", "oracle_errors"]
+__all__ = ["Attempts", "keyframe_attempts", "calibrate", "calibrate_map", "confidences", "reliability",
+           "oracle_errors"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Attempts:
         published: whether the fix was published (K,).
         covariances: published covariance, NaN when not published (K, 2, 2).
         confidences: confidence (K,).
+        vetoed: the fix was withheld because its newest keyframe did not resemble the
+            reference where the hypothesis put it (K,); its confidence is 0 whatever the
+            calibration says.
         query_times: the keyframe times of each attempt's query (K lists).
     """
 
@@ -53,6 +57,7 @@ class Attempts:
     published: np.ndarray
     covariances: np.ndarray
     confidences: np.ndarray
+    vetoed: np.ndarray
     query_times: list
 
     @property
@@ -78,7 +83,7 @@ class Attempts:
 
 
 _ARRAY_FIELDS = ("traverse", "stamps", "margins", "streaks", "positions", "headings", "truths", "published",
-                 "covariances", "confidences")
+                 "covariances", "confidences", "vetoed")
 
 
 def keyframe_attempts(
@@ -108,35 +113,47 @@ def keyframe_attempts(
             position, heading = reference_map.pose_at(number, estimate.reference_time_s)
             times = [keyframe.stamp_s for keyframe in localizer._keyframes]
             rows.append((traverse.name, stamp, localizer.last_margin, localizer.last_streak, position, heading, truth,
-                         estimate.status is Status.TRACKING, estimate.covariance, estimate.confidence, times))
-    columns = list(zip(*rows)) if rows else [[]] * 11
+                         estimate.status is Status.TRACKING, estimate.covariance, estimate.confidence,
+                         localizer.last_vetoed, times))
+    columns = list(zip(*rows)) if rows else [[]] * 12
     return Attempts(np.array(columns[0], dtype=object), np.array(columns[1], dtype=float),
                     np.array(columns[2], dtype=float), np.array(columns[3], dtype=int),
                     np.array(columns[4], dtype=float).reshape(-1, 2),
                     np.array(columns[5], dtype=float), np.array(columns[6], dtype=float).reshape(-1, 2),
                     np.array(columns[7], dtype=bool), np.array(columns[8], dtype=float).reshape(-1, 2, 2),
-                    np.array(columns[9], dtype=float), list(columns[10]))
+                    np.array(columns[9], dtype=float), np.array(columns[10], dtype=bool), list(columns[11]))
 
 
 def calibrate(attempts: Attempts, threshold: float | None = None, correct_m: float = 10.0) -> Calibration:
-    """Fit confidence and covariance to validation attempts (threshold None: the fitted one)."""
+    """Fit confidence and covariance to validation attempts (threshold None: the fitted one).
+
+    Vetoed attempts (never published, whatever their confidence) are left out of the fit.
+    """
+    attempts = attempts.select(~attempts.vetoed)
     along, cross = attempts.along_cross()
     return fit_calibration(attempts.margins, along, cross, threshold=threshold, streaks=attempts.streaks,
                            correct_m=correct_m)
+
+
+def confidences(attempts: Attempts, calibration: Calibration) -> np.ndarray:
+    """Each attempt's confidence under ``calibration`` (0 where the fix was vetoed), shape (K,)."""
+    confidence = np.array([calibration.confidence(m, n) for m, n in zip(attempts.margins, attempts.streaks)])
+    return np.where(attempts.vetoed, 0.0, confidence) if len(confidence) else confidence
 
 
 def reliability(attempts: Attempts, calibration: Calibration, threshold: float | None = None,
                 bins: int = 5) -> dict[str, Any]:
     """How well ``calibration`` describes ``attempts``.
 
-    Returns a dict: the threshold (None: the calibration's ``publish_threshold``); per
-    confidence bin the mean predicted confidence, the observed share of correct fixes and
-    the count; the share of published fixes (confidence >= threshold) whose true position
+    Returns a dict: the threshold (None: the calibration's ``publish_threshold``); the
+    attempts and how many were vetoed; per confidence bin the mean predicted confidence
+    (0 for vetoed ones), the observed share of correct fixes and the count; the share of
+    published fixes (confidence >= threshold, not vetoed) whose true position
     lies inside the 95 % ellipse, over all of them and over the correct ones; the
     wrong-fix rate among them.
     """
     threshold = calibration.publish_threshold if threshold is None else threshold
-    confidence = np.array([calibration.confidence(m, n) for m, n in zip(attempts.margins, attempts.streaks)])
+    confidence = confidences(attempts, calibration)
     correct = attempts.errors_m <= calibration.correct_m
     edges = np.linspace(0, 1, bins + 1)
     table = []
@@ -145,7 +162,7 @@ def reliability(attempts: Attempts, calibration: Calibration, threshold: float |
         if inside.any():
             table.append({"low": float(low), "high": float(high), "count": int(inside.sum()),
                           "predicted": float(confidence[inside].mean()), "observed": float(correct[inside].mean())})
-    published = confidence >= threshold
+    published = (confidence >= threshold) & ~attempts.vetoed
     inside_ellipse = []
     for i in np.flatnonzero(published):
         covariance = calibration.covariance(confidence[i], attempts.headings[i])
@@ -155,6 +172,7 @@ def reliability(attempts: Attempts, calibration: Calibration, threshold: float |
     return {
         "threshold": float(threshold),
         "attempts": int(len(confidence)),
+        "vetoed": int(attempts.vetoed.sum()),
         "published": int(published.sum()),
         "bins": table,
         "coverage_95": float(np.mean(inside_ellipse)) if inside_ellipse else None,

@@ -128,3 +128,36 @@ def test_reset_forgets_the_running_mean(tmp_path):
     assert replayed.counters["resets"] == 1
     assert sum(e.has_fix for e in fresh) > 20
     assert [(e.status, e.easting, e.confidence) for e in again] == [(e.status, e.easting, e.confidence) for e in fresh]
+
+
+def test_a_fix_whose_newest_keyframe_is_elsewhere_is_withheld(tmp_path):
+    """Right after a kidnap the older keyframes still carry the old place; the newest one
+    does not resemble it, so the fix is withheld (confidence 0, LOST) rather than published."""
+    rng = np.random.default_rng(5)
+    count = 600
+    times = np.arange(count) / 5.0
+    positions = np.stack([SPEED_MPS * times, np.zeros(count)], axis=1) + [600000.0, 5700000.0]
+    places = _places(rng, count)
+    reference_map = write_map(tmp_path / "m", [MapPart("ref", "x", times, positions, np.zeros(count), places)],
+                              zone="30U", fingerprint="f", encoder={})
+    rows = np.concatenate([np.arange(50, 150), np.arange(450, 470)])  # 20 s, then 300 m further on
+    query = _unit(places[rows] + 0.1 * rng.normal(size=(len(rows), DIM)))
+    stamps = 5000.0 + np.arange(len(rows)) / 5.0
+    outcomes = {}
+    # A strict level, so that the test does not hang on the sign of one random cosine:
+    # unrelated places score about 0 +- 0.1 here, the right place about 0.9.
+    for check in (0.5, None):
+        localizer = StreamingLocalizer(reference_map, LocalizerConfig(confidence_threshold=0.0, speed_ratios=(1.0,),
+                                                                      min_newest_similarity=check))
+        estimates = [localizer.update(stamp, descriptor=value) for stamp, value in zip(stamps, query)]
+        outcomes[check] = {i: e for i, e in enumerate(estimates) if e.is_keyframe}
+    before = [e for i, e in outcomes[0.5].items() if 25 <= i < 100]
+    assert before and all(e.has_fix for e in before)  # tracking the first stretch: nothing withheld
+    after = sorted(i for i in outcomes[0.5] if i >= 100)[:3]
+
+    def wrong(estimate, i):
+        return estimate.has_fix and abs(estimate.easting - positions[rows[i], 0]) > 50
+
+    assert any(wrong(outcomes[None][i], i) for i in after)  # without the check the old place is published
+    assert not any(wrong(outcomes[0.5][i], i) for i in after)  # with it, not
+    assert any(outcomes[0.5][i].confidence == 0.0 and outcomes[0.5][i].status.value == "LOST" for i in after)

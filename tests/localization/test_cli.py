@@ -108,7 +108,7 @@ def test_map_calibrate_writes_a_calibration_the_localizer_reads(world, tmp_path,
     assert (map_dir / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     calibration = StreamingLocalizer.from_map(map_dir).calibration
     assert calibration.settings["query_length"] == 10 and calibration.settings["lam"] == 1.0
-    assert calibration.fixes == report["attempts"]
+    assert calibration.fixes == report["attempts"] - report["vetoed"]  # vetoed ones are never published
     assert list(calibration.confidence_knots) == sorted(calibration.confidence_knots)
     assert main(["map", "calibrate", str(map_dir), str(world.reference.root), "--model", str(world.model)]) == 2
     assert "is in the map" in capsys.readouterr().err
