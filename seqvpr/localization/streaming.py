@@ -20,8 +20,8 @@ and its streak; a hypothesis is published as a fix (status TRACKING) when the co
 reaches ``confidence_threshold`` (and, on a centred map, its newest keyframe resembles the
 reference where the hypothesis puts it: ``min_newest_similarity``). The hypothesis is
 tracked whether or not it is published, so the proposals, the margin and the streak do not
-depend on the calibration (which is fitted on them). Frames between keyframes get the last fix carried forward along the
-reference at the aligned speed.
+depend on the calibration (which is fitted on them). Frames between keyframes get the last
+fix carried forward along the reference at the aligned speed.
 
 Robustness: a stamp equal to the newest is a duplicate and a stamp slightly behind it is
 out of order (both dropped and counted); a jump back of more than ``reset_backward_s``
