@@ -216,7 +216,6 @@ class StreamingLocalizer:
         self._last_margin = 0.0
         self._last_streak = 0
         self._last_vetoed = False
-        self._distances: np.ndarray | None = None
         self._prior_mean = reference_map.centre_prior if reference_map.centred else None
         self._mean, self._mean_count = self._prior_mean, 0
 
@@ -436,8 +435,8 @@ class StreamingLocalizer:
             return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
         times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
         values = np.stack([keyframe.values for keyframe in self._keyframes])
-        distances = [keyframe.distance_m for keyframe in self._keyframes]
-        self._distances = None if any(d is None for d in distances) else np.array(distances)
+        travelled = [keyframe.distance_m for keyframe in self._keyframes]
+        distances = None if any(d is None for d in travelled) else np.array(travelled)
         previous = self._hypothesis
         self._since_global += 1
         if previous is None or self._since_global >= config.global_every:
@@ -454,7 +453,7 @@ class StreamingLocalizer:
             self._hypothesis = None
             return self._no_fix(stamp, started, Status.LOST)
         windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
-        costs, end_times, start_times = self._align(windows, times, values)
+        costs, end_times, start_times = self._align(windows, times, values, distances)
         window_of = np.tile(np.arange(len(windows)), len(costs) // len(windows))
         ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
         best = int(np.argmin(costs))
@@ -465,7 +464,7 @@ class StreamingLocalizer:
             covered = Window(windows[window_of[best]].traverse, float(start_times[best]), float(end_times[best]))
             extra = decoy_windows(self.map, covered, config.distinct_m)
             if extra:
-                more = self._align(extra, times, values)
+                more = self._align(extra, times, values, distances)
                 windows.extend(extra)
                 window_of = np.concatenate([window_of, len(windows) - len(extra) + np.tile(
                     np.arange(len(extra)), len(more[0]) // len(extra))])
@@ -503,10 +502,11 @@ class StreamingLocalizer:
         self._counters["fixes"] += 1
         return self._estimate_from_fix(stamp, started, is_keyframe=True)
 
-    def _align(self, windows: list, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _align(self, windows: list, times: np.ndarray, values: np.ndarray,
+               distances: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """Costs, newest and oldest keyframe's reference times of every (speed ratio, window).
 
-        When every keyframe of the query was spaced by odometry, the query is aligned on
+        When ``distances`` (every keyframe's odometry, metres) are given, the query is aligned on
         distance instead (:func:`~seqvpr.localization.proposal.align_windows` with
         ``path_unit_m = query_spacing_m``): its travelled distance against the reference's
         path length, both in units of the keyframe spacing, at the one speed ratio 1. The
@@ -519,10 +519,10 @@ class StreamingLocalizer:
         objective by e: f_e(phi) = e [sum_i w_i ||R(phi_i) - Q_i||^2 + lambda sum_i dt_i
         (dphi_i / dt_i - e)^2]. Dividing by e makes the costs of all ratios comparable.
         """
-        if self._distances is not None:
+        if distances is not None:
             spacing = float(self.config.query_spacing_m)
-            alignment = align_windows(self.map, windows, (self._distances - self._distances[0]) / spacing, values,
-                                      self.config, path_unit_m=spacing)
+            alignment = align_windows(self.map, windows, (distances - distances[0]) / spacing, values, self.config,
+                                      path_unit_m=spacing)
             return alignment.costs, alignment.end_times, alignment.start_times
         costs, end_times, start_times = [], [], []
         for ratio in self.config.speed_ratios:
