@@ -4,12 +4,15 @@ All through the ``rosbags`` package (``pip install seqvpr[ros]``), which reads a
 ROS 1 ``.bag`` files and ROS 2 bags (sqlite3 or MCAP storage) in pure Python.
 
 - :func:`export_traverse`: a prepared traverse as a bag: ``sensor_msgs/Image`` (or
-  ``CompressedImage``) on the image topic and ``sensor_msgs/NavSatFix`` at every image stamp.
+  ``CompressedImage``) on the image topic and ``sensor_msgs/NavSatFix`` at every image stamp;
+  optionally ``nav_msgs/Odometry`` too (the positions relative to the first frame, times a
+  scale that simulates a wheel odometry reading long or short).
 - :func:`bag_topics`, :func:`bag_frames`: frames of an image topic (``Image`` in ``rgb8``,
   ``bgr8``, ``mono8`` or ``bayer_{rggb,bggr,gbrg,grbg}8``; ``CompressedImage`` in JPEG or
   PNG) with ground truth interpolated from a ``NavSatFix``, ``nav_msgs/Odometry`` or
   ``geometry_msgs/PoseStamped`` topic (Odometry and PoseStamped positions are read as UTM
-  easting = x, northing = y in the map's zone).
+  easting = x, northing = y in the map's zone), and odometry positions (x, y) in the
+  odometry's own frame interpolated from an ``Odometry`` or ``PoseStamped`` topic.
 - :func:`write_estimates_bag`: a copy of a bag with the estimates added as
   ``PoseWithCovarianceStamped`` (x = easting, y = northing) and ``NavSatFix``.
 
@@ -32,8 +35,8 @@ import numpy as np
 from seqvpr.data.geo import UtmZone, latlon_to_utm, utm_to_latlon
 from seqvpr.errors import SeqvprError
 
-__all__ = ["FORMATS", "IMAGE_ENCODINGS", "export_traverse", "bag_topics", "bag_frames", "decode_image",
-           "write_estimates_bag"]
+__all__ = ["FORMATS", "IMAGE_ENCODINGS", "ODOMETRY_TYPES", "export_traverse", "bag_topics", "check_topics",
+           "bag_frames", "decode_image", "write_estimates_bag"]
 
 FORMATS = ("ros1", "ros2-sqlite3", "mcap")
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
@@ -44,6 +47,7 @@ ODOMETRY = "nav_msgs/msg/Odometry"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 POSE_COV = "geometry_msgs/msg/PoseWithCovarianceStamped"
 TRUTH_TYPES = (NAVSATFIX, ODOMETRY, POSE_STAMPED)
+ODOMETRY_TYPES = (ODOMETRY, POSE_STAMPED)
 
 
 def _rosbags():
@@ -116,6 +120,21 @@ class _BagWriter:
             return types["std_msgs/msg/Header"](seq=self.sequence, stamp=stamp, frame_id=frame_id)
         return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
+    def odometry(self, stamp_s: float, frame_id: str, child_frame_id: str, x: float, y: float,
+                 yaw_rad: float) -> Any:
+        """A ``nav_msgs/Odometry`` at (x, y) heading ``yaw_rad``; twist and covariances zero (unknown)."""
+        types = self.typestore.types
+        point = types["geometry_msgs/msg/Point"](x=x, y=y, z=0.0)
+        orientation = types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=math.sin(yaw_rad / 2),
+                                                             w=math.cos(yaw_rad / 2))
+        pose = types["geometry_msgs/msg/PoseWithCovariance"](
+            pose=types["geometry_msgs/msg/Pose"](position=point, orientation=orientation), covariance=np.zeros(36))
+        still = types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+        twist = types["geometry_msgs/msg/TwistWithCovariance"](
+            twist=types["geometry_msgs/msg/Twist"](linear=still, angular=still), covariance=np.zeros(36))
+        return types[ODOMETRY](header=self.header(stamp_s, frame_id), child_frame_id=child_frame_id, pose=pose,
+                               twist=twist)
+
     def navsatfix(self, stamp_s: float, frame_id: str, latitude: float, longitude: float,
                   covariance_en: np.ndarray | None = None) -> Any:
         types = self.typestore.types
@@ -140,6 +159,8 @@ def export_traverse(
     fix_topic: str = "/gps/fix",
     frame_id: str = "camera",
     encoding: str = "rgb8",
+    odometry_topic: str | None = None,
+    odometry_scale: float = 1.0,
 ) -> Path:
     """Write a prepared traverse as a bag: its images and a NavSatFix at every image stamp.
 
@@ -151,12 +172,20 @@ def export_traverse(
         image_topic, fix_topic, frame_id: topic names and the images' frame.
         encoding: ``Image`` encoding (one of ``IMAGE_ENCODINGS``) or ``jpeg`` / ``png`` for
             ``CompressedImage``.
+        odometry_topic: also write a ``nav_msgs/Odometry`` at every image stamp on this
+            topic (frame ``odom``, child ``base_link``): position = (UTM position - first
+            frame's) x ``odometry_scale``, so the odom axes are grid east and north;
+            orientation = the traverse's heading; twist and covariances zero (unknown).
+        odometry_scale: multiplies the odometry positions (1.02 reads 2 % long, as a wheel
+            odometry with a scale error would); > 0.
     """
     from seqvpr.data.images import bayer_mosaic, read_rgb
     from seqvpr.data.traverse import read_traverse
 
     if encoding not in (*IMAGE_ENCODINGS, "jpeg", "png"):
         raise SeqvprError(f"image encoding must be one of {(*IMAGE_ENCODINGS, 'jpeg', 'png')}, got {encoding!r}")
+    if not (math.isfinite(odometry_scale) and odometry_scale > 0):
+        raise SeqvprError(f"odometry scale must be a finite number > 0, got {odometry_scale!r}")
     out = Path(out)
     if out.exists():
         raise SeqvprError(f"bag {out} exists; remove it or choose another path")
@@ -185,6 +214,10 @@ def export_traverse(
                 bag.write(image_topic, IMAGE, message, stamp)
             bag.write(fix_topic, NAVSATFIX, bag.navsatfix(stamp, "gps", float(latitudes[i]), float(longitudes[i])),
                       stamp)
+            if odometry_topic is not None:
+                x, y = odometry_scale * (traverse.positions[i] - traverse.positions[0])
+                bag.write(odometry_topic, ODOMETRY, bag.odometry(stamp, "odom", "base_link", float(x), float(y),
+                                                                 float(traverse.headings_rad[i])), stamp)
     temporary.rename(out)
     return out
 
@@ -254,14 +287,44 @@ def _require_topic(topics: dict[str, str], topic: str, allowed: Sequence[str], p
     return topics[topic]
 
 
-def bag_frames(path: str | Path, image_topic: str, zone: UtmZone, truth_topic: str | None = None) -> list:
-    """Frames of ``image_topic`` with ground truth from ``truth_topic`` (or none).
+def check_topics(path: str | Path, image_topic: str, truth_topic: str | None = None,
+                 odometry_topic: str | None = None) -> None:
+    """Raise the :class:`SeqvprError` :func:`bag_frames` raises for a missing topic or a wrong type.
+
+    Reads only the bag's topic list, no messages: a check before anything is written.
+    """
+    _require_topics(bag_topics(path), Path(path), image_topic, truth_topic, odometry_topic)
+
+
+def _require_topics(topics: dict[str, str], path: Path, image_topic: str, truth_topic: str | None,
+                    odometry_topic: str | None) -> tuple[str, str | None, str | None]:
+    """Message types of the image, truth and odometry topics (None for a topic not asked for)."""
+    image_type = _require_topic(topics, image_topic, (IMAGE, COMPRESSED), path, "images")
+    truth_type = None if truth_topic is None else _require_topic(topics, truth_topic, TRUTH_TYPES, path,
+                                                                 "ground truth")
+    odometry_type = None if odometry_topic is None else _require_topic(topics, odometry_topic, ODOMETRY_TYPES,
+                                                                       path, "odometry")
+    return image_type, truth_type, odometry_type
+
+
+def bag_frames(path: str | Path, image_topic: str, zone: UtmZone, truth_topic: str | None = None,
+               odometry_topic: str | None = None) -> list:
+    """Frames of ``image_topic`` with ground truth from ``truth_topic`` and odometry from ``odometry_topic``.
+
+    Both are interpolated linearly at the image stamps. A frame outside the time span of
+    the truth topic gets no truth; one outside the span of the odometry topic gets no
+    odometry (None: the localizer then keyframes on time until odometry arrives, and makes
+    no keyframe while it is missing after odometry was seen, see
+    :meth:`seqvpr.localization.StreamingLocalizer.update`).
 
     Args:
         path: the bag (ROS 1 file, ROS 2 folder).
         image_topic: an ``Image`` or ``CompressedImage`` topic.
         zone: UTM zone to express the truth in (the map's).
         truth_topic: a ``NavSatFix``, ``Odometry`` or ``PoseStamped`` topic, or None.
+        odometry_topic: an ``Odometry`` (``pose.pose.position``) or ``PoseStamped``
+            (``pose.position``) topic, or None; each frame's ``odometry`` is then its
+            interpolated (x, y) in metres, in the odometry's own frame.
 
     Returns:
         A list of :class:`seqvpr.localization.replay.Frame` in bag order.
@@ -274,38 +337,62 @@ def bag_frames(path: str | Path, image_topic: str, zone: UtmZone, truth_topic: s
     path = Path(path)
     with _open(path) as reader:
         topics = {connection.topic: connection.msgtype for connection in reader.connections}
-        image_type = _require_topic(topics, image_topic, (IMAGE, COMPRESSED), path, "images")
-        truth_type = None if truth_topic is None else _require_topic(topics, truth_topic, TRUTH_TYPES, path,
-                                                                     "ground truth")
-        wanted = [c for c in reader.connections if c.topic in (image_topic, truth_topic)]
+        image_type, truth_type, odometry_type = _require_topics(topics, path, image_topic, truth_topic,
+                                                                odometry_topic)
+        tracks = {}
+        if truth_type is not None:
+            tracks["truth"] = _Track(truth_topic, truth_type)
+        if odometry_type is not None:
+            tracks["odometry"] = _Track(odometry_topic, odometry_type)
+        wanted = [c for c in reader.connections if c.topic in {image_topic, truth_topic, odometry_topic}]
         images: list[tuple[float, np.ndarray]] = []
-        truth_times, truth_positions = [], []
         for connection, receive_ns, raw in reader.messages(connections=wanted):
             message = reader.deserialize(raw, connection.msgtype)
             stamp = _stamp(message, receive_ns)
             if connection.topic == image_topic:
                 images.append((stamp, decode_image(message, image_type)))
-            else:
-                position = _truth_position(message, truth_type, zone)
-                if position is not None:
-                    truth_times.append(stamp)
-                    truth_positions.append(position)
+            for track in tracks.values():
+                if connection.topic == track.topic:
+                    track.add(stamp, _position(message, track.msgtype, zone))
     if not images:
         raise SeqvprError(f"{path}: topic {image_topic} has no messages")
-    if truth_topic is not None and not truth_times:
-        raise SeqvprError(f"{path}: topic {truth_topic} has no usable messages")
-    truths = _interpolate(truth_times, truth_positions, [stamp for stamp, _ in images])
-    return [Frame(stamp, image=image, truth=truth) for (stamp, image), truth in zip(images, truths)]
+    for track in tracks.values():
+        if not track.times:
+            raise SeqvprError(f"{path}: topic {track.topic} has no usable messages")
+    stamps = [stamp for stamp, _ in images]
+    truths = tracks["truth"].at(stamps) if "truth" in tracks else [None] * len(stamps)
+    odometry = tracks["odometry"].at(stamps) if "odometry" in tracks else [None] * len(stamps)
+    return [Frame(stamp, image=image, truth=truth, odometry=reading)
+            for (stamp, image), truth, reading in zip(images, truths, odometry)]
 
 
-def _truth_position(message: Any, msgtype: str, zone: UtmZone) -> np.ndarray | None:
+class _Track:
+    """Positions of one topic, for interpolation at the image stamps."""
+
+    def __init__(self, topic: str, msgtype: str) -> None:
+        self.topic, self.msgtype = topic, msgtype
+        self.times: list[float] = []
+        self.positions: list[np.ndarray] = []
+
+    def add(self, stamp: float, position: np.ndarray | None) -> None:
+        if position is not None:
+            self.times.append(stamp)
+            self.positions.append(position)
+
+    def at(self, stamps: list[float]) -> list:
+        return _interpolate(self.times, self.positions, stamps)
+
+
+def _position(message: Any, msgtype: str, zone: UtmZone) -> np.ndarray | None:
+    """(x, y) of a message: UTM in ``zone`` for a NavSatFix, else the pose's; None if unusable."""
     if msgtype == NAVSATFIX:
         if message.status.status < 0 or not (math.isfinite(message.latitude) and math.isfinite(message.longitude)):
             return None
         positions, _ = latlon_to_utm(np.array([message.latitude]), np.array([message.longitude]), zone)
         return positions[0]
     pose = message.pose.pose if msgtype == ODOMETRY else message.pose
-    return np.array([pose.position.x, pose.position.y])
+    position = np.array([pose.position.x, pose.position.y])
+    return position if np.all(np.isfinite(position)) else None
 
 
 def _interpolate(times: list[float], positions: list[np.ndarray], stamps: list[float]) -> list:

@@ -85,11 +85,11 @@ def _bag_with(tmp_path, name, messages):
     return path
 
 
-def _image(encoding, height=4, width=4, data=None):
+def _image(encoding, height=4, width=4, data=None, stamp_s=1.0):
     def build(bag):
         pixels = np.zeros(height * width * 2, np.uint8) if data is None else data
         return bag.typestore.types["sensor_msgs/msg/Image"](
-            header=bag.header(1.0, "c"), height=height, width=width, encoding=encoding, is_bigendian=0,
+            header=bag.header(stamp_s, "c"), height=height, width=width, encoding=encoding, is_bigendian=0,
             step=width * 2, data=pixels)
     return build
 
@@ -142,3 +142,67 @@ def test_estimates_are_added_to_a_copy_of_the_bag(short_traverse, tmp_path):
         assert [p.pose.pose.position.x for p in poses] == [620000.0 + i for i in range(0, 24, 4)]
         np.testing.assert_allclose(np.asarray(poses[0].pose.covariance).reshape(6, 6)[:2, :2], covariance)
         assert poses[0].pose.pose.orientation.z == pytest.approx(np.sin(0.25))
+
+
+@pytest.mark.parametrize("fmt", ["ros1", "mcap"])
+def test_export_with_odometry_and_read_back(short_traverse, tmp_path, fmt):
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    path = export_traverse(short_traverse.root, tmp_path / f"bag{_suffix(fmt)}", fmt, odometry_topic="/odom",
+                           odometry_scale=1.5)
+    assert bag_topics(path)["/odom"] == "nav_msgs/msg/Odometry"
+    frames = bag_frames(path, "/camera/image_raw", short_traverse.zone, "/gps/fix", odometry_topic="/odom")
+    expected = 1.5 * (short_traverse.positions - short_traverse.positions[0])
+    np.testing.assert_allclose(np.array([f.odometry for f in frames]), expected, atol=1e-9)
+    np.testing.assert_allclose(np.array([f.truth for f in frames]), short_traverse.positions, atol=0.01)
+    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+        odometry = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == "/odom"]
+    assert len(odometry) == 24 and odometry[0].header.frame_id == "odom" and odometry[0].child_frame_id == "base_link"
+    yaw = [2 * np.arctan2(m.pose.pose.orientation.z, m.pose.pose.orientation.w) for m in odometry]
+    np.testing.assert_allclose(np.angle(np.exp(1j * (np.array(yaw) - short_traverse.headings_rad))), 0, atol=1e-9)
+    with pytest.raises(SeqvprError, match="odometry scale must be a finite number > 0, got -1"):
+        export_traverse(short_traverse.root, tmp_path / "c", fmt, odometry_topic="/odom", odometry_scale=-1.0)
+
+
+def test_odometry_is_interpolated_and_absent_outside_its_span(short_traverse, tmp_path):
+    """PoseStamped odometry at every other frame from frame 4 to 16: interpolated between, None outside."""
+    path = tmp_path / "sparse"
+    times = short_traverse.times_s
+    with _BagWriter(path, "ros2-sqlite3") as bag:
+        types = bag.typestore.types
+        for i in range(len(short_traverse)):
+            bag.write("/cam", "sensor_msgs/msg/Image", _image("rgb8", stamp_s=float(times[i]))(bag), float(times[i]))
+            if 4 <= i <= 16 and i % 2 == 0:
+                pose = types["geometry_msgs/msg/Pose"](
+                    position=types["geometry_msgs/msg/Point"](x=10.0 * i, y=-3.0 * i * i, z=0.0),
+                    orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+                message = types["geometry_msgs/msg/PoseStamped"](header=bag.header(float(times[i]), "odom"),
+                                                                 pose=pose)
+                bag.write("/pose", "geometry_msgs/msg/PoseStamped", message, float(times[i]))
+    frames = bag_frames(path, "/cam", short_traverse.zone, odometry_topic="/pose")
+    assert [f.stamp_s for f in frames] == pytest.approx(times.tolist(), abs=1e-6)
+    assert all(frames[i].odometry is None for i in (*range(4), *range(17, 24)))
+    for i in range(4, 17):
+        if i % 2 == 0:
+            assert frames[i].odometry == pytest.approx((10.0 * i, -3.0 * i * i), abs=1e-6)
+        else:  # linear between the neighbours, at the frame's own stamp
+            share = (times[i] - times[i - 1]) / (times[i + 1] - times[i - 1])
+            x = 10.0 * (i - 1) + share * 20.0
+            y = -3.0 * (i - 1) ** 2 + share * -3.0 * ((i + 1) ** 2 - (i - 1) ** 2)
+            assert frames[i].odometry == pytest.approx((x, y), abs=1e-6)
+    assert all(f.truth is None for f in frames)
+
+
+def test_odometry_topic_errors_are_clear(short_traverse, tmp_path):
+    path = export_traverse(short_traverse.root, tmp_path / "a.bag", "ros1")
+    with pytest.raises(SeqvprError, match=rf"{path}: no topic '/odom' for odometry; the bag has \['/camera/image_raw'"):
+        bag_frames(path, "/camera/image_raw", short_traverse.zone, odometry_topic="/odom")
+    wrong_type = (rf"{path}: topic /gps/fix has type sensor_msgs/msg/NavSatFix; odometry must be one of "
+                  r"\['nav_msgs/msg/Odometry', 'geometry_msgs/msg/PoseStamped'\]")
+    with pytest.raises(SeqvprError, match=wrong_type):
+        bag_frames(path, "/camera/image_raw", short_traverse.zone, odometry_topic="/gps/fix")
+    path = _bag_with(tmp_path, "silent", [("/cam", "sensor_msgs/msg/Image", _image("rgb8")),
+                                          ("/odom", "nav_msgs/msg/Odometry", None)])
+    with pytest.raises(SeqvprError, match="topic /odom has no usable messages"):
+        bag_frames(path, "/cam", short_traverse.zone, odometry_topic="/odom")
