@@ -191,8 +191,9 @@ def align_windows(
     query_values: np.ndarray,
     config: LocalizerConfig,
     path_unit_m: float | None = None,
+    speed_ratios: tuple[float, ...] = (1.0,),
 ) -> Alignment:
-    """One batched subsequence GDTW of the query against every window.
+    """One batched subsequence GDTW of the query against every window at every speed ratio.
 
     Args:
         reference_map: the map.
@@ -205,17 +206,34 @@ def align_windows(
             A length in metres aligns on distance: the reference's path length and the
             query's odometry, both in these units, so that the expected slope is 1 whatever
             either drive's speed. The returned times are reference times either way.
+        speed_ratios: R expected slopes e (reference units per query unit). Each window is
+            aligned at each, all R * W items in the one batch, with the objective
+            sum_i w_i ||R(phi_i) - Q_i||^2 + lambda sum_i dt_i (dphi_i / dt_i - e)^2, whose
+            costs are comparable across ratios (it equals the objective on query times
+            stretched by e with weight lambda e^2, divided by e). A window shorter than e
+            times the query's span is widened inside its traverse for that ratio.
+
+    Returns:
+        The alignment of the R * W (ratio, window) items, ratio-major: item r * W + w is
+        window w at ``speed_ratios[r]`` (``Alignment.windows`` repeats the windows R times).
     """
+    ratios = tuple(float(ratio) for ratio in speed_ratios)
+    items = [(ratio, window) for ratio in ratios for window in windows]
     span = float(query_times[-1] - query_times[0])
     if path_unit_m is None:
-        slices = [_rows_at_least(reference_map, w, span) for w in windows]
+        slices = [_rows_at_least(reference_map, w, ratio * span) for ratio, w in items]
     else:
-        slices = [_rows_covering_path(reference_map, w, span * path_unit_m) for w in windows]
-    query_coordinates, window_values = exact_low_rank(reference_map, slices, query_values, config.device)
+        slices = [_rows_covering_path(reference_map, w, ratio * span * path_unit_m) for ratio, w in items]
+    # Ratios share most windows' rows: each distinct stretch of rows is converted once.
+    distinct = list(dict.fromkeys((rows.start, rows.stop) for rows in slices))
+    query_coordinates, distinct_values = exact_low_rank(
+        reference_map, [slice(*rows) for rows in distinct], query_values, config.device)
+    value_of = dict(zip(distinct, distinct_values))
+    window_values = [value_of[(rows.start, rows.stop)] for rows in slices]
     lengths = np.array([len(values) for values in window_values])
     size = int(lengths.max())
-    values = np.zeros((len(windows), size, query_coordinates.shape[1]))
-    times = np.zeros((len(windows), size))
+    values = np.zeros((len(items), size, query_coordinates.shape[1]))
+    times = np.zeros((len(items), size))
     axes = [np.asarray(reference_map.times[rows]) if path_unit_m is None
             else _path_axis(reference_map, rows, path_unit_m) for rows in slices]
     origins = np.array([axis[0] for axis in axes])
@@ -227,9 +245,11 @@ def align_windows(
         times[i, count:] = local[-1] + np.arange(1, size - count + 1)
     reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
     relative = query_times - query_times[0]
-    query = Signal(torch.from_numpy(np.tile(relative, (len(windows), 1))),
-                   torch.from_numpy(np.tile(query_coordinates, (len(windows), 1, 1))))
-    solver = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size, refinements=config.refinements)
+    query = Signal(torch.from_numpy(np.tile(relative, (len(items), 1))),
+                   torch.from_numpy(np.tile(query_coordinates, (len(items), 1, 1))))
+    slopes = torch.tensor([ratio for ratio, _ in items], dtype=torch.float64)
+    solver = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size, refinements=config.refinements,
+                        expected_slope=slopes)
     with warnings.catch_warnings():
         # A window at the end of a traverse can be shorter than the query: its warp is
         # compressed, its cost rises, and the window loses to a better one. Expected here,
@@ -242,7 +262,8 @@ def align_windows(
         reference_times = [np.asarray(reference_map.times[rows]) for rows in slices]
         ends = np.array([np.interp(e, axis, t) for e, axis, t in zip(ends, axes, reference_times)])
         starts = np.array([np.interp(b, axis, t) for b, axis, t in zip(starts, axes, reference_times)])
-    return Alignment(windows=list(windows), costs=result.cost.cpu().numpy(), end_times=ends, start_times=starts)
+    return Alignment(windows=[window for _, window in items], costs=result.cost.cpu().numpy(), end_times=ends,
+                     start_times=starts)
 
 
 def exact_low_rank(
@@ -277,12 +298,17 @@ def exact_low_rank(
     cross = _query_inner_products(reference_map.descriptors, runs, query, device)  # (m, U)
     # Basis of the query's span from its Gram matrix G = V diag(lam) V^T: q_i = (V sqrt(lam))_i,
     # p_k = diag(lam)^-1/2 V^T <Q, R_k>; directions with lam ~ 0 carry no query component.
-    gram = query.astype(np.float64) @ query.T.astype(np.float64)
+    # The products go through torch, not numpy: numpy's BLAS keeps its own threads spinning
+    # after a product, and on a 2-core robot computer they stole the cores from faiss, torch
+    # and numba (a keyframe took 1.8x as long).
+    query64 = torch.from_numpy(query).double()
+    gram = (query64 @ query64.T).numpy()
     eigenvalues, vectors = np.linalg.eigh(gram)
     keep = eigenvalues > 1e-9 * max(float(eigenvalues[-1]), 1e-30)
     eigenvalues, vectors = eigenvalues[keep], vectors[:, keep]
     query_coordinates = np.hstack([vectors * np.sqrt(eigenvalues), np.zeros((len(query), 2))])
-    projected = ((vectors.T @ cross) / np.sqrt(eigenvalues)[:, None]).T  # (U, r)
+    basis = torch.from_numpy(np.ascontiguousarray(vectors.T / np.sqrt(eigenvalues)[:, None]))
+    projected = (basis @ torch.from_numpy(cross)).T.contiguous().numpy()  # (U, r)
     residual_sq = np.clip(1.0 - np.einsum("ud,ud->u", projected, projected), 0.0, None)
     window_values = []
     starts = np.array([run.start for run in runs])

@@ -8,9 +8,10 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
   batch) instead of the exact (m + 2)-dimensional vectors (``exact_low_rank``).
 - ``IVF`` rows: the map's faiss index is IVF (maps beyond ``exact_max_frames``); baseline
   the same map with an exact index.
-- ``index of d-d projections`` rows (``--proposal-dim d``: maps whose index holds the
-  descriptors projected onto their principal directions): baseline the same map with an
-  index of the whole descriptors (``MapConfig(proposal_dim=None)``, the default).
+- ``index of d-d projections`` rows (maps whose index holds the descriptors projected onto
+  their first d principal directions, shortlists re-ranked on the whole descriptors;
+  ``MapConfig.proposal_dim``, default 256, ``--proposal-dim``): baseline the same map with
+  an index of the whole descriptors (``--proposal-dim 0``).
 - ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
   120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
   forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
@@ -39,22 +40,26 @@ from common import machine_line  # noqa: E402
 import seqvpr.localization.streaming as streaming  # noqa: E402
 from seqvpr.align import GDTWConfig, Signal, gdtw  # noqa: E402
 from seqvpr.config import load_config  # noqa: E402
-from seqvpr.localization import LocalizerConfig, MapPart, StreamingLocalizer, load_map, write_map  # noqa: E402
+from seqvpr.localization import LocalizerConfig, MapConfig, MapPart, StreamingLocalizer, load_map, write_map  # noqa: E402
 from seqvpr.localization.proposal import Alignment, _rows_at_least  # noqa: E402
 from seqvpr.localization.simulate import drive, route_map, synthetic_route  # noqa: E402
 
 CONFIG = LocalizerConfig()
-PROPOSAL_DIM: int | None = None
+PROPOSAL_DIM: int | None = MapConfig().proposal_dim
 
 
-def full_dimensional_align(reference_map, windows, query_times, query_values, config) -> Alignment:
-    """The baseline: GDTW on the padded (W, L, D) batch of full descriptors."""
+def full_dimensional_align(reference_map, windows, query_times, query_values, config, path_unit_m=None,
+                           speed_ratios=(1.0,)) -> Alignment:
+    """The baseline: GDTW on the padded (R W, L, D) batch of full descriptors (on time)."""
+    if path_unit_m is not None:
+        raise NotImplementedError("the full-D baseline aligns on time only")
     span = float(query_times[-1] - query_times[0])
-    slices = [_rows_at_least(reference_map, w, span) for w in windows]
+    items = [(ratio, window) for ratio in speed_ratios for window in windows]
+    slices = [_rows_at_least(reference_map, w, ratio * span) for ratio, w in items]
     lengths = np.array([s.stop - s.start for s in slices])
     size = int(lengths.max())
-    values = np.zeros((len(windows), size, reference_map.dim), dtype=np.float32)
-    times = np.zeros((len(windows), size))
+    values = np.zeros((len(items), size, reference_map.dim), dtype=np.float32)
+    times = np.zeros((len(items), size))
     origins = np.array([reference_map.times[s.start] for s in slices])
     for i, rows in enumerate(slices):
         values[i, : lengths[i]] = reference_map.descriptors[rows]
@@ -62,12 +67,13 @@ def full_dimensional_align(reference_map, windows, query_times, query_values, co
         times[i, : lengths[i]] = local
         times[i, lengths[i]:] = local[-1] + np.arange(1, size - lengths[i] + 1)
     reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
-    query = Signal(torch.from_numpy(np.tile(query_times - query_times[0], (len(windows), 1))),
-                   torch.from_numpy(np.ascontiguousarray(query_values, dtype=np.float32)).expand(len(windows), -1, -1))
+    query = Signal(torch.from_numpy(np.tile(query_times - query_times[0], (len(items), 1))),
+                   torch.from_numpy(np.ascontiguousarray(query_values, dtype=np.float32)).expand(len(items), -1, -1))
+    slopes = torch.tensor([ratio for ratio, _ in items], dtype=torch.float64)
     result = gdtw(reference, query, GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size,
-                                               refinements=config.refinements))
+                                               refinements=config.refinements, expected_slope=slopes))
     warp = result.warp.numpy()
-    return Alignment(list(windows), result.cost.numpy(), warp[:, -1] + origins, warp[:, 0] + origins)
+    return Alignment([w for _, w in items], result.cost.numpy(), warp[:, -1] + origins, warp[:, 0] + origins)
 
 
 def keyframe_latencies(localizer, stamps, values=None, image=None, warmup_s=20.0) -> np.ndarray:
@@ -161,13 +167,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=["small", "netvlad-vgg16"])
     parser.add_argument("--image-map-frames", type=int, default=2000)
     parser.add_argument("--config", type=Path, help="localizer settings YAML (default: the defaults)")
-    parser.add_argument("--proposal-dim", type=int,
+    parser.add_argument("--proposal-dim", type=int, default=MapConfig().proposal_dim,
                         help="maps index their descriptors projected onto this many principal directions "
-                             "(MapConfig.proposal_dim; default: whole descriptors)")
+                             f"(MapConfig.proposal_dim; default {MapConfig().proposal_dim}; 0: whole descriptors)")
     args = parser.parse_args()
     global CONFIG, PROPOSAL_DIM
     CONFIG = load_config(args.config, LocalizerConfig) if args.config else LocalizerConfig()
-    PROPOSAL_DIM = args.proposal_dim
+    PROPOSAL_DIM = args.proposal_dim or None
     import faiss
 
     torch.set_num_threads(args.threads)
