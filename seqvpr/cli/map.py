@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-centre", dest="centre", action="store_false",
                        help="keep the encoder's descriptors as they are (default: subtract each traverse's mean "
                             "descriptor, condition centring)")
-    build.add_argument("--proposal-dim", type=int, default=0,
-                       help="the faiss index holds the descriptors projected onto this many principal directions "
-                            "(window proposals only; 0, the default: whole descriptors)")
+    build.add_argument("--proposal-dim", type=int, default=256,
+                       help="the faiss index holds the descriptors projected onto this many principal directions; "
+                            "its shortlists are re-ranked on the whole descriptors (window proposals only; default "
+                            "256; 0: index the whole descriptors)")
     build.add_argument("--overwrite", action="store_true", help="rebuild MAP if it holds another build")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     calibrate = actions.add_parser(

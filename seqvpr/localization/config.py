@@ -158,10 +158,10 @@ class MapConfig:
         proposal_dim: the faiss index (window proposals only) holds the descriptors
             projected onto their first ``proposal_dim`` principal directions and normalised
             again: its scan reads ``proposal_dim / D`` of the bytes an index of the whole
-            descriptors reads. The alignment always uses the whole descriptors. None (the
-            default), or a value >= D, indexes the whole descriptors: on the streaming
-            benchmark the projected neighbours agreed less and the extra windows cost more
-            than the scan saved (docs/benchmarks.md).
+            descriptors reads. Its shortlist of each keyframe's neighbours is then ranked by
+            exact inner products with the whole descriptors (:meth:`Map.neighbours`), and
+            the alignment always uses the whole descriptors. Default 256; None, or a value
+            >= D, indexes the whole descriptors.
     """
 
     reference_spacing_m: float = 1.0
@@ -173,7 +173,7 @@ class MapConfig:
     batch_size: int = 16
     device: str = "cpu"
     centre: bool = True
-    proposal_dim: int | None = None
+    proposal_dim: int | None = 256
 
     def __post_init__(self) -> None:
         if self.proposal_dim is not None and (not isinstance(self.proposal_dim, int) or self.proposal_dim < 1):

@@ -65,6 +65,9 @@ INDEX_FILE = "index.faiss"
 CENTRES_FILE = "centres.npy"
 PROJECTION_FILE = "projection.npy"
 PCA_SAMPLE = 20_000  # map rows the principal directions are fitted on
+# A projected index proposes max(SHORTLIST_FACTOR * k, SHORTLIST_MIN) frames for the exact re-rank.
+SHORTLIST_FACTOR = 4
+SHORTLIST_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,12 @@ class Map:
     def __init__(self, root: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.root = root
         self.descriptors = arrays["descriptors"]
-        self.times = arrays["times"]
-        self.positions = arrays["positions"]
-        self.headings = arrays["headings"]
-        self.successor_inner = arrays["successor_inner"]
+        # Plain ndarray views of the memory maps (no copy): indexing a np.memmap wraps every
+        # result in a new memmap object, which the per-keyframe lookups paid for.
+        self.times = np.asarray(arrays["times"])
+        self.positions = np.asarray(arrays["positions"])
+        self.headings = np.asarray(arrays["headings"])
+        self.successor_inner = np.asarray(arrays["successor_inner"])
         self.traverses = tuple(MapTraverse(**item) for item in meta["traverses"])
         self.zone = UtmZone.parse(meta["utm_zone"])
         self.fingerprint = str(meta["encoder_fingerprint"])
@@ -136,6 +141,7 @@ class Map:
         self.centres = arrays.get("centres")
         self.projection = arrays.get("projection")
         self._index = None
+        self._projection_tensor = None
         self._path_length: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -162,8 +168,36 @@ class Map:
         values = np.asarray(values, dtype=np.float32)
         if self.projection is None:
             return values
-        projected = values @ np.asarray(self.projection)
+        import torch
+
+        # torch, not numpy: numpy's BLAS threads keep spinning after the product and steal
+        # the cores faiss and the alignment need next.
+        if self._projection_tensor is None:  # (D, d) in memory: read once, not per keyframe
+            self._projection_tensor = torch.from_numpy(np.array(self.projection, dtype=np.float32))
+        projected = (torch.from_numpy(values) @ self._projection_tensor).numpy()
         return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+
+    def neighbours(self, values: np.ndarray, k: int) -> np.ndarray:
+        """Rows of the k map frames most similar to each of ``values`` (n, D), shape (n, k).
+
+        An index of whole descriptors is searched directly. An index of projections
+        (``projection``) yields a shortlist of ``max(SHORTLIST_FACTOR * k, SHORTLIST_MIN)``
+        frames, which are then ranked by their exact inner products with the whole
+        descriptors: the result is the exact top k whenever the shortlist holds it, at a
+        fraction of the scan's bytes. Rows are -1 where fewer than k frames were found.
+        """
+        values = np.asarray(values, dtype=np.float32)
+        if self.projection is None:
+            return self.index.search(values, k).indices
+        shortlist = self.index.search(self.proposal_vectors(values), max(SHORTLIST_FACTOR * k, SHORTLIST_MIN)).indices
+        rows = np.full((len(values), k), -1, dtype=np.int64)
+        for i, candidates in enumerate(shortlist):
+            candidates = candidates[candidates >= 0]
+            order = np.sort(candidates)  # ascending rows read the memory map in order
+            scores = np.asarray(self.descriptors[order], dtype=np.float32) @ values[i]
+            best = order[np.argsort(-scores, kind="stable")[:k]]
+            rows[i, : len(best)] = best
+        return rows
 
     @property
     def index(self):
@@ -198,6 +232,23 @@ class Map:
         first = max(int(np.searchsorted(times, start_s, side="right")) - 1, 0)
         last = min(int(np.searchsorted(times, end_s, side="left")) + 1, len(times))
         return slice(rows.start + first, rows.start + last)
+
+    def positions_at(self, traverses: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+        """Positions (K, 2) of ``traverses[k]`` at ``times_s[k]``: :meth:`pose_at`'s position
+        for K lookups at once."""
+        traverses, times_s = np.asarray(traverses, dtype=np.int64), np.asarray(times_s, dtype=np.float64)
+        out = np.empty((len(times_s), 2))
+        for traverse in np.unique(traverses):
+            pick = traverses == traverse
+            start, stop = int(self._starts[traverse]), int(self._starts[traverse + 1])
+            times = self.times[start:stop]
+            clipped = np.clip(times_s[pick], times[0], times[-1])
+            upper = np.clip(np.searchsorted(times, clipped, side="right"), 1, len(times) - 1)
+            span = times[upper] - times[upper - 1]
+            fraction = np.divide(clipped - times[upper - 1], span, out=np.zeros_like(span), where=span > 0)
+            out[pick] = ((1 - fraction)[:, None] * self.positions[start + upper - 1]
+                         + fraction[:, None] * self.positions[start + upper])
+        return out
 
     def pose_at(self, traverse: int, time_s: float) -> tuple[np.ndarray, float]:
         """Position (easting, northing) and heading of ``traverse`` interpolated at ``time_s``."""

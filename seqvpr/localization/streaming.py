@@ -455,7 +455,7 @@ class StreamingLocalizer:
         windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
         costs, end_times, start_times = self._align(windows, times, values, distances)
         window_of = np.tile(np.arange(len(windows)), len(costs) // len(windows))
-        ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
+        ends = self.map.positions_at(np.array([windows[w].traverse for w in window_of]), end_times)
         best = int(np.argmin(costs))
         distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
         if not distinct.any():
@@ -470,7 +470,7 @@ class StreamingLocalizer:
                     np.arange(len(extra)), len(more[0]) // len(extra))])
                 costs, end_times, start_times = (np.concatenate([a, b]) for a, b in
                                                  zip((costs, end_times, start_times), more))
-                ends = np.stack([self.map.pose_at(windows[w].traverse, t)[0] for w, t in zip(window_of, end_times)])
+                ends = self.map.positions_at(np.array([windows[w].traverse for w in window_of]), end_times)
                 distinct = np.linalg.norm(ends - ends[best], axis=1) > config.distinct_m
         margin = 0.0
         if distinct.any():
@@ -513,26 +513,18 @@ class StreamingLocalizer:
         query's own speed then no longer matters: a robot that stops makes no keyframes,
         and the end of the warp cannot run ahead of it along the street.
 
-        Returns three arrays of shape (R * W,), ratio-major (R = 1 on distance). GDTW's subsequence regulariser
-        expects slope 1; aligning the query on times stretched by e (t -> t_0 + e (t - t_0))
-        with lambda e^2 makes it expect slope e with weight lambda, and multiplies the whole
-        objective by e: f_e(phi) = e [sum_i w_i ||R(phi_i) - Q_i||^2 + lambda sum_i dt_i
-        (dphi_i / dt_i - e)^2]. Dividing by e makes the costs of all ratios comparable.
+        Returns three arrays of shape (R * W,), ratio-major (R = 1 on distance): one batched
+        GDTW of every window at every expected speed ratio e of ``speed_ratios`` (the
+        regulariser pulls the slope towards e; costs are comparable across ratios).
         """
         if distances is not None:
             spacing = float(self.config.query_spacing_m)
             alignment = align_windows(self.map, windows, (distances - distances[0]) / spacing, values, self.config,
                                       path_unit_m=spacing)
-            return alignment.costs, alignment.end_times, alignment.start_times
-        costs, end_times, start_times = [], [], []
-        for ratio in self.config.speed_ratios:
-            stretched = times[0] + ratio * (times - times[0])
-            config = dataclasses.replace(self.config, lam=self.config.lam * ratio * ratio)
-            alignment = align_windows(self.map, windows, stretched, values, config)
-            costs.append(alignment.costs / ratio)
-            end_times.append(alignment.end_times)
-            start_times.append(alignment.start_times)
-        return np.concatenate(costs), np.concatenate(end_times), np.concatenate(start_times)
+        else:
+            alignment = align_windows(self.map, windows, times, values, self.config,
+                                      speed_ratios=self.config.speed_ratios)
+        return alignment.costs, alignment.end_times, alignment.start_times
 
     def _similarity_at(self, traverse: int, reference_time_s: float, values: np.ndarray) -> float:
         """Cosine of ``values`` and the map's descriptor interpolated at ``reference_time_s``."""
@@ -585,9 +577,8 @@ class StreamingLocalizer:
         pending = [keyframe for keyframe in self._keyframes if keyframe.rows is None]
         if not pending:
             return
-        vectors = self.map.proposal_vectors(np.stack([keyframe.values for keyframe in pending]))
-        result = self.map.index.search(vectors, self.config.top_k)
-        for keyframe, rows in zip(pending, result.indices):
+        neighbours = self.map.neighbours(np.stack([keyframe.values for keyframe in pending]), self.config.top_k)
+        for keyframe, rows in zip(pending, neighbours):
             keyframe.rows = rows
 
     def _carried(self, stamp: float, started: float) -> Estimate:

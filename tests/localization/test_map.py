@@ -117,3 +117,15 @@ def test_traverses_with_too_few_frames_or_shared_names_are_refused(tmp_path):
     with pytest.raises(SeqvprError, match=">= 2 frames"):
         write_map(tmp_path / "b", [short], zone="30U", fingerprint="f", encoder={})
     shutil.rmtree(tmp_path / "a", ignore_errors=True)
+
+
+def test_positions_at_equals_pose_at_one_by_one(tmp_path):
+    rng = np.random.default_rng(5)
+    loaded = write_map(tmp_path / "map", _parts(rng), zone="30U", fingerprint="abc", encoder={},
+                       config=MapConfig(centre=False, reference_spacing_m=0.0))
+    traverses = rng.integers(0, 2, size=50)
+    # Inside each traverse, before its first frame and after its last (clamped), and on frames.
+    times = np.where(traverses == 0, rng.uniform(-5.0, 40.0, 50), rng.uniform(995.0, 1030.0, 50))
+    times[:2] = loaded.times[[0, 130]]
+    expected = np.stack([loaded.pose_at(int(t), float(s))[0] for t, s in zip(traverses, times)])
+    np.testing.assert_allclose(loaded.positions_at(traverses, times), expected, rtol=0, atol=1e-9)
