@@ -1,7 +1,7 @@
 """Offline replay: a recorded source fed frame by frame through the streaming localizer.
 
 A source is a sequence of :class:`Frame` (stamp, image or descriptor, optional ground
-truth) from a prepared traverse folder (:func:`traverse_frames`) or a bag
+truth and odometry) from a prepared traverse folder (:func:`traverse_frames`) or a bag
 (:func:`seqvpr.localization.bags.bag_frames`). :func:`replay` runs the same
 :class:`~seqvpr.localization.StreamingLocalizer` a robot runs, :func:`summarize` scores
 it, :func:`write_replay` writes ``estimates.csv``, ``summary.json``, ``summary.md`` and the
@@ -86,22 +86,30 @@ class ReplayResult:
         return np.hypot(*(positions - self.truths).T)
 
 
-def traverse_frames(traverse: Any, descriptors: np.ndarray | None = None) -> Iterator[Frame]:
+def traverse_frames(traverse: Any, descriptors: np.ndarray | None = None,
+                    odometry_scale: float | None = None) -> Iterator[Frame]:
     """Frames of a prepared traverse, with its poses as the truth.
 
     Args:
         traverse: a :class:`seqvpr.data.traverse.Traverse`.
         descriptors: precomputed descriptors (N, D) of its images; None loads the images.
+        odometry_scale: None gives no odometry; a number gives each frame the distance
+            travelled along the traverse's poses (``path_length_m``) times it as odometry:
+            odometry derived from the ground truth, what a wheel odometry reading
+            ``odometry_scale`` times the true distance would report.
     """
     from seqvpr.data.images import read_rgb
 
+    travelled = None if odometry_scale is None else odometry_scale * traverse.path_length_m
     for i in range(len(traverse)):
         truth = (float(traverse.positions[i, 0]), float(traverse.positions[i, 1]))
+        odometry = None if travelled is None else float(travelled[i])
         if descriptors is not None:
-            yield Frame(float(traverse.times_s[i]), descriptor=descriptors[i], truth=truth)
+            yield Frame(float(traverse.times_s[i]), descriptor=descriptors[i], truth=truth, odometry=odometry)
         else:
             path = traverse.image_path(i)
-            yield Frame(float(traverse.times_s[i]), image=lambda path=path: read_rgb(path), truth=truth)
+            yield Frame(float(traverse.times_s[i]), image=lambda path=path: read_rgb(path), truth=truth,
+                        odometry=odometry)
 
 
 def replay(localizer: StreamingLocalizer, frames: Iterable[Frame], *, progress: bool = False,
@@ -232,5 +240,12 @@ def summary_markdown(summary: dict[str, Any], title: str = "") -> str:
     if summary["keyframe_latency_ms"]:
         latency = summary["keyframe_latency_ms"]
         lines.append(f"- keyframe latency: p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms")
+    odometry = summary.get("odometry")
+    if odometry:
+        lines.append(f"- odometry: {odometry['source']} (scale {odometry['scale']:g}), keyframes every "
+                     f"{odometry['query_spacing_m']:g} m; {odometry['frames_with_odometry']} of "
+                     f"{summary['frames']} frames had odometry")
+    elif "odometry" in summary:
+        lines.append("- odometry: none (keyframes on time)")
     lines.append("- counters: " + ", ".join(f"{k} {v}" for k, v in summary["counters"].items()))
     return "\n".join(lines) + "\n"
