@@ -95,6 +95,7 @@ def test_bag_odometry_spaces_keyframes_by_distance(world, odometry_run, tmp_path
     pose_rows, pose_summary = _localize(world, traverse.root, tmp_path / "poses", "--odometry-from-poses",
                                         "--config", str(root / "distance.yaml"))
     assert pose_summary["odometry"]["source"] == "traverse poses (ground truth)"
+    np.testing.assert_array_equal(_keyframe_stamps(pose_rows), stamps)
     assert [r["status"] for r in pose_rows] == [r["status"] for r in rows]
     np.testing.assert_allclose([float(r["error_m"] or "nan") for r in pose_rows],
                                [float(r["error_m"] or "nan") for r in rows], atol=0.05, equal_nan=True)
@@ -139,3 +140,29 @@ def test_odometry_option_errors_are_one_line(world, odometry_run, tmp_path, caps
                  "--odometry-scale", "2"]) == 2
     assert "--odometry-scale needs --odometry" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_frames_after_the_odometry_ends_make_no_keyframes(world, odometry_run, tmp_path, caplog):
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    from seqvpr.localization.bags import _BagWriter
+
+    traverse, bag, root = odometry_run
+    last = traverse.times_s[59]
+    cut = tmp_path / "cut.bag"  # the same bag, its /odom ending at frame 59 of 80
+    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS1_NOETIC)) as reader, \
+            _BagWriter(cut, "ros1") as writer:
+        for connection, receive_ns, raw in reader.messages():
+            if connection.topic != "/odom" or receive_ns <= round(last * 1e9):
+                writer.writer.write(writer.connection(connection.topic, connection.msgtype, connection),
+                                    receive_ns, raw)
+    rows, summary = _localize(world, cut, tmp_path / "out", "--truth-topic", "/gps/fix", "--odometry-topic",
+                              "/odom", "--config", str(root / "distance.yaml"))
+    assert summary["odometry"]["frames_with_odometry"] == 60
+    assert "20 of 80 frames lie outside the time span of /odom" in caplog.text
+    stamps = _keyframe_stamps(rows)
+    full = _oracle_keyframes(traverse, SPACING_M)
+    np.testing.assert_allclose(stamps, full[full <= last], atol=1e-6)
+    # No keyframe after the odometry ends; the last fix is carried forward along the reference.
+    assert all(row["status"] == "TRACKING" and row["is_keyframe"] == "0" for row in rows[60:])
