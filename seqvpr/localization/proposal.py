@@ -14,9 +14,9 @@ No oracle: the windows come from the map itself.
 - **Decoys.** Two windows as long as the first window, just before and just after it on
   the same traverse with ``distinct_m`` of path between, so that the best window always has
   a runner-up to be compared with, even where every neighbour agrees.
-- **Alignment.** One subsequence GDTW over all windows at once (padded to a common
-  length, ``Signal.lengths``), on low-dimensional vectors with exactly the descriptors'
-  inner products (:func:`exact_low_rank`); the lowest cost wins.
+- **Alignment.** One subsequence GDTW over all windows at all speed ratios at once, its
+  DP fed the exact inner products of the query and the windows' map rows
+  (:func:`subsequence_gdtw`); the lowest cost wins.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seqvpr.align import GDTWConfig, Signal, gdtw
+from seqvpr.align import GDTWConfig
+from seqvpr.align._dp import NodeInputs, Steps, solve_gdtw
+from seqvpr.errors import SeqvprError
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map
 
 __all__ = ["Window", "Alignment", "global_windows", "tracking_window", "decoy_windows", "align_windows",
-           "exact_low_rank"]
+           "subsequence_gdtw"]
 
 
 @dataclass(frozen=True)
@@ -224,108 +226,96 @@ def align_windows(
         slices = [_rows_at_least(reference_map, w, ratio * span) for ratio, w in items]
     else:
         slices = [_rows_covering_path(reference_map, w, ratio * span * path_unit_m) for ratio, w in items]
-    # Ratios share most windows' rows: each distinct stretch of rows is converted once.
-    distinct = list(dict.fromkeys((rows.start, rows.stop) for rows in slices))
-    query_coordinates, distinct_values = exact_low_rank(
-        reference_map, [slice(*rows) for rows in distinct], query_values, config.device)
-    value_of = dict(zip(distinct, distinct_values))
-    window_values = [value_of[(rows.start, rows.stop)] for rows in slices]
-    lengths = np.array([len(values) for values in window_values])
-    size = int(lengths.max())
-    values = np.zeros((len(items), size, query_coordinates.shape[1]))
-    times = np.zeros((len(items), size))
     axes = [np.asarray(reference_map.times[rows]) if path_unit_m is None
             else _path_axis(reference_map, rows, path_unit_m) for rows in slices]
+    knots = np.asarray(query_times, dtype=np.float64) - float(query_times[0])
+    warp, costs = subsequence_gdtw(reference_map, slices, axes, knots, query_values,
+                                   np.array([ratio for ratio, _ in items]), config)
     origins = np.array([axis[0] for axis in axes])
-    for i, rows in enumerate(slices):
-        count = lengths[i]
-        values[i, :count] = window_values[i]
-        local = axes[i] - origins[i]
-        times[i, :count] = local
-        times[i, count:] = local[-1] + np.arange(1, size - count + 1)
-    reference = Signal(torch.from_numpy(times), torch.from_numpy(values), torch.from_numpy(lengths))
-    relative = query_times - query_times[0]
-    query = Signal(torch.from_numpy(np.tile(relative, (len(items), 1))),
-                   torch.from_numpy(np.tile(query_coordinates, (len(items), 1, 1))))
-    slopes = torch.tensor([ratio for ratio, _ in items], dtype=torch.float64)
-    solver = GDTWConfig(subsequence=True, lam=config.lam, grid_size=config.grid_size, refinements=config.refinements,
-                        expected_slope=slopes)
-    with warnings.catch_warnings():
-        # A window at the end of a traverse can be shorter than the query: its warp is
-        # compressed, its cost rises, and the window loses to a better one. Expected here,
-        # and a warning per keyframe would flood a node's log.
-        warnings.filterwarnings("ignore", message="subsequence alignment of item", category=UserWarning)
-        result = gdtw(reference, query, solver)
-    warp = result.warp.cpu().numpy()
     ends, starts = warp[:, -1] + origins, warp[:, 0] + origins
     if path_unit_m is not None:  # path units back to reference times
         reference_times = [np.asarray(reference_map.times[rows]) for rows in slices]
         ends = np.array([np.interp(e, axis, t) for e, axis, t in zip(ends, axes, reference_times)])
         starts = np.array([np.interp(b, axis, t) for b, axis, t in zip(starts, axes, reference_times)])
-    return Alignment(windows=[window for _, window in items], costs=result.cost.cpu().numpy(), end_times=ends,
-                     start_times=starts)
+    return Alignment(windows=[window for _, window in items], costs=costs, end_times=ends, start_times=starts)
 
 
-def exact_low_rank(
-    reference_map: Map, slices: list[slice], query_values: np.ndarray, device: str = "cpu"
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Vectors of dimension m + 2 with exactly the inner products GDTW reads from (m, D) ones.
+def subsequence_gdtw(
+    reference_map: Map,
+    slices: list[slice],
+    axes: list[np.ndarray],
+    knots: np.ndarray,
+    query_values: np.ndarray,
+    slopes: np.ndarray,
+    config: LocalizerConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subsequence GDTW of one query against B stretches of map rows, straight from the
+    inner products.
 
-    GDTW's objective sees the descriptors only through <Q_i, R_k>, ||Q_i||^2, ||R_k||^2 and
-    <R_k, R_k+1> (consecutive frames of one window). With B an orthonormal basis of the
-    query's span, Q_i = B q_i and R_k = B p_k + r_k with r_k orthogonal to the query; then
-    <Q_i, R_k> = <q_i, p_k>, and the residuals enter only through ||r_k|| and
-    <r_k, r_k+1>, which a planar chain s_k = ||r_k|| (cos theta_k, sin theta_k) with
-    theta_k+1 - theta_k = angle(r_k, r_k+1) reproduces. So (p_k, s_k) and (q_i, 0, 0) give
-    the same costs and warps as the full descriptors, while reading each reference row
-    once, in place (one (m, D) x (D, n) product per run of overlapping windows' rows, on a
-    view of the memory-mapped map), instead of several passes over the padded (W, L, D)
-    batch. The basis comes from the query's
-    (m, m) Gram matrix, so nothing of size D is factorised.
+    GDTW's objective reads the descriptors only through <Q_i, R_k>, ||Q_i||^2, ||R_k||^2
+    and <R_k, R_k+1>. Here they come from the map itself: one (m, D) x (D, n) product per
+    run of overlapping stretches' rows (read in place from the memory map), ||R_k|| = 1
+    (map descriptors are unit vectors), and ``successor_inner`` stored with the map. They
+    go to the DP kernel (:func:`seqvpr.align._dp.solve_gdtw`) with the problem
+    :func:`seqvpr.align.gdtw` would resolve for ``GDTWConfig(subsequence=True,
+    expected_slope=slopes, lam, grid_size, refinements)`` and the query's own times as
+    knots: free ends, no slope bound but phi' >= 0, each phi_i within its stretch. It
+    gives the same warps and costs (tested against :func:`~seqvpr.align.gdtw` on the
+    whole descriptors) without building vectors for it or validating general inputs.
 
     Args:
         reference_map: the map (unit-norm descriptors, ``successor_inner``).
-        slices: the rows of each window.
-        query_values: the query, shape (m, D).
-        device: torch device of the (m, D) x (D, n) products.
+        slices: B stretches of rows, each inside one traverse, at least 2 rows.
+        axes: each stretch's reference axis (times or path), increasing, (len(slice),).
+        knots: the query's knots relative to its first, (m,), increasing from 0.
+        query_values: the query, (m, D).
+        slopes: expected slope e per stretch, (B,).
+        config: lam, grid_size and refinements.
 
     Returns:
-        The query's coordinates (m, r + 2) and each window's rows' coordinates (L_w, r + 2),
-        float64, r <= m the rank of the query.
+        The warp at the knots relative to each axis' first value, (B, m), and the objective, (B,).
+
+    Raises:
+        SeqvprError: an objective that is not finite (non-finite descriptors).
     """
-    query = np.asarray(query_values, dtype=np.float32)
-    runs = _merged_runs(slices)
-    cross = _query_inner_products(reference_map.descriptors, runs, query, device)  # (m, U)
-    # Basis of the query's span from its Gram matrix G = V diag(lam) V^T: q_i = (V sqrt(lam))_i,
-    # p_k = diag(lam)^-1/2 V^T <Q, R_k>; directions with lam ~ 0 carry no query component.
-    # The products go through torch, not numpy: numpy's BLAS keeps its own threads spinning
-    # after a product, and on a 2-core robot computer they stole the cores from faiss, torch
-    # and numba (a keyframe took 1.8x as long).
-    query64 = torch.from_numpy(query).double()
-    gram = (query64 @ query64.T).numpy()
-    eigenvalues, vectors = np.linalg.eigh(gram)
-    keep = eigenvalues > 1e-9 * max(float(eigenvalues[-1]), 1e-30)
-    eigenvalues, vectors = eigenvalues[keep], vectors[:, keep]
-    query_coordinates = np.hstack([vectors * np.sqrt(eigenvalues), np.zeros((len(query), 2))])
-    basis = torch.from_numpy(np.ascontiguousarray(vectors.T / np.sqrt(eigenvalues)[:, None]))
-    projected = (basis @ torch.from_numpy(cross)).T.contiguous().numpy()  # (U, r)
-    residual_sq = np.clip(1.0 - np.einsum("ud,ud->u", projected, projected), 0.0, None)
-    window_values = []
+    query = np.ascontiguousarray(query_values, dtype=np.float32)
+    distinct = list(dict.fromkeys((rows.start, rows.stop) for rows in slices))
+    runs = _merged_runs([slice(*rows) for rows in distinct])
+    cross_runs = _query_inner_products(reference_map.descriptors, runs, query, config.device)  # (m, U)
     starts = np.array([run.start for run in runs])
     offsets = np.concatenate([[0], np.cumsum([run.stop - run.start for run in runs])])
-    for window in slices:
-        run = int(np.searchsorted(starts, window.start, side="right")) - 1
-        first = offsets[run] + window.start - starts[run]
-        index = slice(first, first + window.stop - window.start)
-        coordinates, norms = projected[index], np.sqrt(residual_sq[index])
-        inner = reference_map.successor_inner[window.start : window.stop - 1] - np.einsum(
-            "kd,kd->k", coordinates[:-1], coordinates[1:])
-        scale = norms[:-1] * norms[1:]
-        cosine = np.divide(inner, scale, out=np.ones_like(inner), where=scale > 1e-12)
-        angles = np.concatenate([[0.0], np.cumsum(np.arccos(np.clip(cosine, -1.0, 1.0)))])
-        chain = norms[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        window_values.append(np.hstack([coordinates, chain]))
-    return query_coordinates, window_values
+    batch, count = len(slices), len(knots)
+    lengths = np.array([rows.stop - rows.start for rows in slices], dtype=np.int64)
+    size = int(lengths.max())
+    cross = np.zeros((batch, count, size))
+    ref_next = np.zeros((batch, size - 1))
+    ref_times = np.zeros((batch, size))
+    for b, (rows, axis) in enumerate(zip(slices, axes)):
+        run = int(np.searchsorted(starts, rows.start, side="right")) - 1
+        first = offsets[run] + rows.start - starts[run]
+        length = lengths[b]
+        cross[b, :, :length] = cross_runs[:, first : first + length]
+        ref_next[b, : length - 1] = reference_map.successor_inner[rows.start : rows.stop - 1]
+        local = axis - axis[0]
+        ref_times[b, :length] = local
+        ref_times[b, length:] = local[-1] + np.arange(1, size - length + 1)
+    query_sq = np.einsum("md,md->m", query, query, dtype=np.float64)
+    dt = np.diff(knots)
+    weights = np.zeros(count)
+    weights[:-1] += dt / 2
+    weights[1:] += dt / 2
+    ends = ref_times[np.arange(batch), lengths - 1]
+    inputs = NodeInputs(cross, np.ones((batch, size)), ref_next, np.tile(query_sq, (batch, 1)),
+                        np.tile(weights, (batch, 1)), ref_times)
+    steps = Steps(np.tile(config.lam / dt, (batch, 1)), slopes[:, None] * dt, np.zeros((batch, count - 1)),
+                  np.full((batch, count - 1), np.inf), 1e-9 * (1.0 + np.abs(ends)))
+    lower, upper = np.zeros((batch, count)), np.repeat(ends[:, None], count, axis=1)
+    warp, history, _, _ = solve_gdtw(inputs, lengths, np.full(batch, count, dtype=np.int64), lower, upper, steps,
+                                     config.grid_size, config.refinements, GDTWConfig().refine_factor, False)
+    if not np.isfinite(history[:, -1]).all():
+        raise SeqvprError(f"the alignment's objective is not finite ({history[:, -1].tolist()}): non-finite "
+                          "descriptors in the query or the map")
+    return warp, history[:, -1]
 
 
 def _merged_runs(slices: list[slice], gap: int = 32) -> list[slice]:

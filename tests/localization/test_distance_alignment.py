@@ -37,7 +37,7 @@ def _route_map(tmp_path, rng, length_m=800.0, speed=8.0, rate_hz=5.0):
 
 
 def test_distance_alignment_is_gdtw_on_path_length_and_odometry(tmp_path):
-    """The batched low-rank alignment on distance equals a plain GDTW on full descriptors
+    """The batched alignment on distance equals a plain GDTW on full descriptors
     with path length (reference) and travelled distance (query) as the time axes."""
     rng = np.random.default_rng(0)
     reference_map, place = _route_map(tmp_path, rng)
@@ -61,7 +61,7 @@ def test_distance_alignment_is_gdtw_on_path_length_and_odometry(tmp_path):
         plain = gdtw(reference, query_signal, GDTWConfig(subsequence=True, lam=config.lam))
         end_path = (float(plain.warp[0, -1]) + axis[0]) * unit
         assert abs(float(plain.cost[0]) - result.costs[i]) <= 1e-6 * max(1.0, abs(float(plain.cost[0])))
-        # float32 products in the low-rank path: the same warp to well under a millisecond
+        # float32 products in the batched path: the same warp to well under a millisecond
         assert abs(np.interp(end_path / unit, axis, times[rows]) - result.end_times[i]) < 1e-3
     # The right window ends where the query does: at 272 m of path.
     assert result.costs[0] < result.costs[1]
