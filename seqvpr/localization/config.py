@@ -54,7 +54,13 @@ class LocalizerConfig:
         refinements: GDTW grid refinements (paper: 3).
         reset_backward_s: a stamp this far (seconds) behind the newest resets the buffer;
             smaller steps back are dropped as out of order.
-        max_keyframe_gap_s: a gap between keyframes longer than this resets the buffer.
+        max_keyframe_gap_s: a gap between time-spaced keyframes longer than this resets
+            the buffer (odometry-spaced keyframes may lie any time apart: a robot that
+            stands makes none, and the alignment on distance bridges a camera dropout).
+        odometry_timeout_s: with ``query_spacing_m``, once odometry has been seen, frames
+            that keep arriving without it for longer than this make the localizer fall
+            back to time-spaced keyframes (counted in ``odometry_timeouts``) until it
+            returns; otherwise a silent odometry source would stop all keyframes.
         centring_keyframes: on a map built with condition centring (the default), each
             keyframe descriptor has the running mean of the query's recent keyframe
             descriptors subtracted (about this many keyframes; the map's mean stands in
@@ -89,13 +95,14 @@ class LocalizerConfig:
     refinements: int = 3
     reset_backward_s: float = 1.0
     max_keyframe_gap_s: float = 30.0
+    odometry_timeout_s: float = 2.0
     centring_keyframes: int = 60
     min_newest_similarity: float | None = 0.0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         positive = ("query_period_s", "max_speed_ratio", "distinct_m", "reset_backward_s", "max_keyframe_gap_s",
-                    "consistency_m")
+                    "odometry_timeout_s", "consistency_m")
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):

@@ -59,7 +59,7 @@ __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 LOGGER = logging.getLogger(__name__)
 
 COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
-            "corrupt_images", "non_finite")
+            "corrupt_images", "non_finite", "odometry_timeouts")
 _NAN = float("nan")
 CENTRING_PRIOR = 5  # keyframes the map's mean weighs as in a query's running mean
 
@@ -132,6 +132,8 @@ class _Fix:
     rate: float
     confidence: float
     covariance: np.ndarray
+    distance_m: float | None = None  # odometry at the fix, when it was aligned on distance
+    path_m: float | None = None  # the reference's path length at reference_time_s, then
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class StreamingLocalizer:
         self._odometry_position: np.ndarray | None = None
         self._odometry_distance = 0.0
         self._odometry_seen = False
+        self._odometry_stamp = 0.0  # camera stamp of the last odometry reading
         self._keyframe_distance: float | None = None
         self._status = Status.INITIALIZING
         self._fix: _Fix | None = None
@@ -270,6 +273,7 @@ class StreamingLocalizer:
         self._keyframes.clear()
         self._last_stamp = None
         self._odometry_position = None
+        self._odometry_seen = False
         self._keyframe_distance = None
         self._status = Status.INITIALIZING
         self._fix = None
@@ -321,15 +325,16 @@ class StreamingLocalizer:
                 self._counters["resets"] += 1
                 self.reset()
         self._last_stamp = stamp
+        self._track_odometry(odometry, stamp)
         if not self._valid(image, descriptor):
             return self._carried(stamp, started)
-        self._track_odometry(odometry)
         if not self._keyframe_due(stamp):
             return self._carried(stamp, started)
         values = self._describe(image, descriptor)
         if values is None:
             return self._carried(stamp, started)
-        if self._keyframes and stamp - self._keyframes[-1].stamp_s > self.config.max_keyframe_gap_s:
+        by_distance = self.config.query_spacing_m is not None and self._odometry_seen
+        if not by_distance and self._keyframes and stamp - self._keyframes[-1].stamp_s > self.config.max_keyframe_gap_s:
             LOGGER.info("%.1f s without keyframes: resetting", stamp - self._keyframes[-1].stamp_s)
             self._counters["resets"] += 1
             self.reset()
@@ -337,21 +342,26 @@ class StreamingLocalizer:
         values = self._centre(values)
         if values is None:
             return self._carried(stamp, started)
-        by_distance = self.config.query_spacing_m is not None and self._odometry_seen
         self._keyframes.append(_Keyframe(stamp, values, distance_m=self._odometry_distance if by_distance else None))
         self._keyframe_distance = self._odometry_distance
         self._counters["keyframes"] += 1
         return self._localize(stamp, started)
 
     # -- keyframes ------------------------------------------------------------------
-    def _track_odometry(self, odometry: Any) -> None:
+    def _track_odometry(self, odometry: Any, stamp: float) -> None:
         if odometry is None:
+            if (self._odometry_seen and self.config.query_spacing_m is not None
+                    and stamp - self._odometry_stamp > self.config.odometry_timeout_s):
+                LOGGER.warning("no odometry for %.1f s: keyframes follow time until it returns",
+                               stamp - self._odometry_stamp)
+                self._counters["odometry_timeouts"] += 1
+                self._odometry_seen, self._odometry_position = False, None
             return
         reading = np.atleast_1d(np.asarray(odometry, dtype=np.float64))
         if not np.all(np.isfinite(reading)):
             self._counters["non_finite"] += 1
             return
-        self._odometry_seen = True
+        self._odometry_seen, self._odometry_stamp = True, stamp
         if reading.size == 1:
             self._odometry_distance = float(reading[0])
         else:
@@ -481,8 +491,8 @@ class StreamingLocalizer:
         rate = (end_times[best] - start_times[best]) / span if span > 0 else 1.0
         rate = float(np.clip(rate, 0.0, config.max_speed_ratio))
         end_time = float(end_times[best])
-        streak = extend_streak(previous, window.traverse, self._path_at(window.traverse, end_time), stamp,
-                               self._path_at, config.consistency_m)
+        end_path = self._path_at(window.traverse, end_time)
+        streak = extend_streak(previous, window.traverse, end_path, stamp, self._path_at, config.consistency_m)
         self._hypothesis = _Hypothesis(window.traverse, end_time, stamp, rate, streak)
         confidence = self.calibration.confidence(margin, streak)
         self._last_margin, self._last_streak = margin, streak
@@ -497,7 +507,9 @@ class StreamingLocalizer:
                             reference_time_s=end_time)
         heading = self.map.pose_at(window.traverse, end_time)[1]
         self._fix = _Fix(window.traverse, end_time, stamp, rate, confidence,
-                         self.calibration.covariance(confidence, heading))
+                         self.calibration.covariance(confidence, heading),
+                         distance_m=None if distances is None else float(distances[-1]),
+                         path_m=None if distances is None else end_path)
         self._status = Status.TRACKING
         self._counters["fixes"] += 1
         return self._estimate_from_fix(stamp, started, is_keyframe=True)
@@ -592,8 +604,16 @@ class StreamingLocalizer:
         return Estimate(stamp, status, latency_s=time.perf_counter() - started, is_keyframe=True)
 
     def _estimate_from_fix(self, stamp: float, started: float, is_keyframe: bool) -> Estimate:
+        """The fix carried to ``stamp``: by the odometry travelled since, when it was aligned
+        on distance and odometry still arrives (a robot that stops stays where it stopped);
+        else along the reference at the aligned rate."""
         fix = self._fix
-        reference_time = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
+        if fix.distance_m is not None and self._odometry_seen:
+            rows = self.map.rows_of(fix.traverse)
+            path = fix.path_m + max(self._odometry_distance - fix.distance_m, 0.0)
+            reference_time = float(np.interp(path, self.map.path_length_m[rows], self.map.times[rows]))
+        else:
+            reference_time = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
         position, heading = self.map.pose_at(fix.traverse, reference_time)
         latitude, longitude = utm_to_latlon(position[None], self.map.zone)
         return Estimate(

@@ -80,20 +80,31 @@ def test_a_robot_that_stops_is_not_run_ahead_of_with_odometry(tmp_path):
     stamps = 5000.0 + np.arange(len(travelled)) / rate_hz
     descriptors = _unit(place(travelled) + 0.1 * rng.normal(size=(len(travelled), DIM)))
     truth = 600000.0 + travelled
-    errors = {}
+    stopped = np.zeros(len(travelled), dtype=bool)
+    stopped[len(segments[0]):len(segments[0]) + len(segments[1])] = True
+    errors, carried_in_stop, resets = {}, {}, {}
     for odometry in (False, True):
         config = LocalizerConfig(confidence_threshold=0.0, query_spacing_m=8.0 if odometry else None)
         localizer = StreamingLocalizer(reference_map, config)
-        mine = []
-        for stamp, value, metres, east in zip(stamps, descriptors, travelled, truth):
+        mine, carried = [], []
+        for stamp, value, metres, east, still in zip(stamps, descriptors, travelled, truth, stopped):
             estimate = localizer.update(stamp, descriptor=value, odometry=metres if odometry else None)
             if estimate.is_keyframe and estimate.has_fix:
                 mine.append(abs(estimate.easting - east))
-        errors[odometry] = np.array(mine)
+            if still and estimate.has_fix and not estimate.is_keyframe:
+                carried.append(abs(estimate.easting - east))
+        errors[odometry], carried_in_stop[odometry] = np.array(mine), np.array(carried)
+        resets[odometry] = localizer.counters["resets"]
     # measured: 95th percentile 0.76 m on distance (45 keyframes), 5.7 m on time (105)
     assert len(errors[True]) > 30
     assert np.percentile(errors[True], 95) < 8.0
     assert np.percentile(errors[True], 95) < 0.5 * np.percentile(errors[False], 95)
+    # Between keyframes the fix is carried by the odometry: standing still, it stands still
+    # (carried by the aligned rate over camera time it would run on along the street).
+    assert len(carried_in_stop[True]) > 250
+    assert carried_in_stop[True].max() < 8.0
+    # A 30 s stand between odometry-spaced keyframes is no gap in the data: no reset.
+    assert resets[True] == 0
 
 
 def test_keyframe_attempts_replay_odometry_when_asked(tmp_path):
@@ -117,3 +128,27 @@ def test_keyframe_attempts_replay_odometry_when_asked(tmp_path):
     assert abs(len(on_distance.stamps) - 26) <= 1, len(on_distance.stamps)
     assert abs(len(on_time.stamps) - (68 - 4)) <= 1, len(on_time.stamps)
     assert np.median(on_distance.errors_m) < 3.0
+
+
+def test_silent_odometry_falls_back_to_time_keyframes_and_back(tmp_path):
+    rng = np.random.default_rng(3)
+    reference_map, place = _route_map(tmp_path, rng)
+    rate_hz, speed = 10.0, 8.0
+    stamps = 7000.0 + np.arange(int(60 * rate_hz)) / rate_hz
+    travelled = 20.0 + speed * (stamps - stamps[0])
+    descriptors = _unit(place(travelled) + 0.1 * rng.normal(size=(len(travelled), DIM)))
+    silent = (stamps - stamps[0] >= 20.0) & (stamps - stamps[0] < 40.0)  # odometry drops out for 20 s
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig(confidence_threshold=0.0, query_spacing_m=16.0,
+                                                                  odometry_timeout_s=2.0))
+    keyframes = []
+    for stamp, value, metres, quiet in zip(stamps, descriptors, travelled, silent):
+        if localizer.update(stamp, descriptor=value, odometry=None if quiet else metres).is_keyframe:
+            keyframes.append(stamp - stamps[0])
+    keyframes = np.array(keyframes)
+    assert localizer.counters["odometry_timeouts"] == 1 and localizer.counters["resets"] == 0
+    # 16 m at 8 m/s: a keyframe every 2 s with odometry; none in the first 2 s of silence,
+    # then one a second (the time rule) until the odometry returns at 40 s.
+    assert np.allclose(np.diff(keyframes[keyframes < 20.0]), 2.0, atol=0.11)
+    during = keyframes[(keyframes >= 20.0) & (keyframes < 40.0)]
+    assert during.min() >= 21.9 and np.allclose(np.diff(during), 1.0, atol=0.11) and len(during) >= 16
+    assert np.allclose(np.diff(keyframes[keyframes > 40.0]), 2.0, atol=0.11)

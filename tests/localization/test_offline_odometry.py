@@ -142,7 +142,7 @@ def test_odometry_option_errors_are_one_line(world, odometry_run, tmp_path, caps
     assert not (tmp_path / "b").exists()
 
 
-def test_frames_after_the_odometry_ends_make_no_keyframes(world, odometry_run, tmp_path, caplog):
+def test_frames_after_the_odometry_ends_fall_back_to_time_keyframes(world, odometry_run, tmp_path, caplog):
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -163,6 +163,14 @@ def test_frames_after_the_odometry_ends_make_no_keyframes(world, odometry_run, t
     assert "20 of 80 frames lie outside the time span of /odom" in caplog.text
     stamps = _keyframe_stamps(rows)
     full = _oracle_keyframes(traverse, SPACING_M)
-    np.testing.assert_allclose(stamps, full[full <= last], atol=1e-6)
-    # No keyframe after the odometry ends; the last fix is carried forward along the reference.
-    assert all(row["status"] == "TRACKING" and row["is_keyframe"] == "0" for row in rows[60:])
+    np.testing.assert_allclose(stamps[stamps <= last], full[full <= last], atol=1e-6)
+    # After the odometry ends the last fix is carried for odometry_timeout_s (2 s, no
+    # keyframe); then keyframes follow time, one a second, and the timeout is counted.
+    assert summary["counters"]["odometry_timeouts"] == 1
+    quiet = np.array([float(row["stamp_s"]) for row in rows[60:]])
+    waiting = quiet <= last + 2.0
+    assert all(row["status"] == "TRACKING" and row["is_keyframe"] == "0"
+               for row, wait in zip(rows[60:], waiting) if wait)
+    after = stamps[stamps > last]
+    assert len(after) >= 2 and after[0] > last + 2.0 and np.all(np.diff(after) >= 1.0 - 1e-3)
+    assert "no odometry for" in caplog.text
