@@ -4,8 +4,12 @@ Rows (a simulated drive at 30 Hz along a synthetic loop route whose map holds N 
 apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
 
 - ``descriptor given``: ``update(stamp, descriptor=...)``. Baseline: the same localizer
-  with the windows aligned by GDTW on the full D-dimensional descriptors (padded (W, L, D)
-  batch) instead of the exact (m + 2)-dimensional vectors (``exact_low_rank``).
+  with the windows aligned by ``gdtw`` on the full D-dimensional descriptors (padded
+  (R W, L, D) batch) instead of the DP kernel fed the map's exact inner products
+  (``subsequence_gdtw``).
+- ``odometry given`` rows: the same drive with its travelled distance as odometry and
+  ``query_spacing_m = 8`` (keyframes every 8 m, aligned on distance, one speed ratio);
+  baseline the localizer on time (the first row's figures).
 - ``IVF`` rows: the map's faiss index is IVF (maps beyond ``exact_max_frames``); baseline
   the same map with an exact index.
 - ``index of d-d projections`` rows (maps whose index holds the descriptors projected onto
@@ -26,6 +30,7 @@ Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -46,6 +51,7 @@ from seqvpr.localization.simulate import drive, route_map, synthetic_route  # no
 
 CONFIG = LocalizerConfig()
 PROPOSAL_DIM: int | None = MapConfig().proposal_dim
+ODOMETRY_SPACING_M = 8.0
 
 
 def full_dimensional_align(reference_map, windows, query_times, query_values, config, path_unit_m=None,
@@ -76,11 +82,11 @@ def full_dimensional_align(reference_map, windows, query_times, query_values, co
     return Alignment([w for _, w in items], result.cost.numpy(), warp[:, -1] + origins, warp[:, 0] + origins)
 
 
-def keyframe_latencies(localizer, stamps, values=None, image=None, warmup_s=20.0) -> np.ndarray:
+def keyframe_latencies(localizer, stamps, values=None, image=None, warmup_s=20.0, odometry=None) -> np.ndarray:
     latencies = []
     for i, stamp in enumerate(stamps):
         if values is not None:
-            estimate = localizer.update(stamp, descriptor=values[i])
+            estimate = localizer.update(stamp, descriptor=values[i], odometry=None if odometry is None else odometry[i])
         else:
             estimate = localizer.update(stamp, image=image)
         if estimate.is_keyframe and stamp - stamps[0] >= warmup_s:
@@ -98,7 +104,8 @@ def row(name, ours, baseline, baseline_name):
 def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
     for size in sizes:
         route = synthetic_route(size, dim)
-        stamps, _, values = drive(route, seconds, 30.0)
+        stamps, positions, values = drive(route, seconds, 30.0)
+        travelled = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(positions, axis=0), axis=1))])
         started = time.perf_counter()
         kind = "flat" if size <= 10_000 else "ivf"
         options = {"exact_max_frames": 10_000, "large_index": "ivf"} if kind == "ivf" else {}
@@ -111,6 +118,11 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
         print(f"| map of {size} frames, D={dim}: built in {built:.1f} s, loaded in {1e3 * loaded:.1f} ms "
               f"({reference_map.index_kind}) | | | | |", flush=True)
         ours = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG), stamps, values)
+        on_distance = dataclasses.replace(CONFIG, query_spacing_m=ODOMETRY_SPACING_M)
+        row(f"{size} frames, {kind}, descriptor and odometry given (keyframes every {ODOMETRY_SPACING_M:g} m, "
+            "aligned on distance)", keyframe_latencies(StreamingLocalizer(reference_map, on_distance), stamps, values,
+                                                       odometry=travelled),
+            ours, "the same on time")
         if reference_map.projection is not None:
             route_map(route, folder / f"whole{size}", proposal_dim=None, **options)
             whole = keyframe_latencies(StreamingLocalizer(load_map(folder / f"whole{size}"), CONFIG), stamps, values)
