@@ -24,6 +24,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("model", description="encoder checkpoint the map was built with (required)"),
         DeclareLaunchArgument("image", default_value="image",
                               description="camera topic (sensor_msgs/Image; its /compressed for compressed)"),
+        DeclareLaunchArgument("odom", default_value="odom",
+                              description="odometry topic (nav_msgs/Odometry), read when the parameter "
+                                          "odometry_topic is odom"),
         DeclareLaunchArgument("params_file", default_value=str(PARAMS_FILE),
                               description="node parameters (ROS 2 params file)"),
         Node(
@@ -34,6 +37,7 @@ def generate_launch_description() -> LaunchDescription:
                 LaunchConfiguration("params_file"),
                 {"map_dir": LaunchConfiguration("map_dir"), "model": LaunchConfiguration("model")},
             ],
-            remappings=[("image", image), ("image/compressed", [image, "/compressed"])],
+            remappings=[("image", image), ("image/compressed", [image, "/compressed"]),
+                        ("odom", LaunchConfiguration("odom"))],
         ),
     ])

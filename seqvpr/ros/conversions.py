@@ -34,6 +34,8 @@ __all__ = [
     "compressed_image_to_rgb",
     "estimate_to_pose",
     "estimate_to_fix",
+    "load_odometry_type",
+    "odometry_reading",
     "diagnostics_message",
 ]
 
@@ -150,6 +152,29 @@ def compressed_image_to_rgb(message: Any) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def load_odometry_type(install_hint: str) -> type:
+    """``nav_msgs.msg.Odometry`` of the ROS version whose packages come first on the path.
+
+    Args:
+        install_hint: how to install nav_msgs for this ROS version, for the error message.
+
+    Raises:
+        SeqvprError: nav_msgs does not import.
+    """
+    try:
+        from nav_msgs.msg import Odometry
+    except ImportError as error:
+        raise SeqvprError(f"parameter odometry_topic needs nav_msgs/Odometry, which does not import ({error}); "
+                          f"{install_hint}") from None
+    return Odometry
+
+
+def odometry_reading(message: Any) -> tuple[float, float, float]:
+    """A ``nav_msgs/Odometry`` as (stamp seconds, x, y): its header stamp and ``pose.pose.position``."""
+    position = message.pose.pose.position
+    return stamp_to_seconds(message.header.stamp), float(position.x), float(position.y)
+
+
 def _yaw_quaternion(orientation: Any, yaw_rad: float) -> None:
     orientation.x = 0.0
     orientation.y = 0.0
@@ -225,6 +250,8 @@ def diagnostics_message(
     types: MessageTypes,
     seconds_since_image: float | None,
     stale_after_s: float,
+    extra_values: Mapping[str, str] | None = None,
+    warning: str | None = None,
 ) -> Any:
     """The node's state as a ``diagnostic_msgs/DiagnosticArray`` with one status.
 
@@ -242,6 +269,9 @@ def diagnostics_message(
         types: the message classes.
         seconds_since_image: time since the last image arrived, None if none did.
         stale_after_s: silence after which the level is STALE.
+        extra_values: further key-value pairs, appended after the counters.
+        warning: a problem to report beside the status (e.g. silent odometry): appended to
+            the message after ``; ``, and an OK level becomes WARN.
     """
     levels = types.DiagnosticStatus
     status = types.DiagnosticStatus()
@@ -271,6 +301,11 @@ def diagnostics_message(
             latency_p95_s=f"{np.percentile(latencies_s, 95):.4f}",
         )
     values.update({key: str(value) for key, value in counters.items()})
+    values.update(extra_values or {})
+    if warning:
+        status.message = f"{status.message}; {warning}"
+        if status.level == levels.OK:
+            status.level = levels.WARN
     status.values = [types.KeyValue(key=key, value=value) for key, value in values.items()]
     array = types.DiagnosticArray()
     array.header.stamp = stamp

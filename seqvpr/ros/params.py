@@ -10,6 +10,7 @@ missing required one stops the node with a message naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +43,11 @@ class NodeConfig:
         heading_stddev_rad: standard deviation reported for the heading.
         diagnostics_period_s: seconds between /diagnostics messages.
         stale_after_s: diagnostics turn STALE when no image came for this long.
+        odometry_topic: nav_msgs/Odometry input; empty (the default): no odometry, keyframes
+            on time. When set, ``localizer.query_spacing_m`` must be set too: keyframes then
+            follow the odometry (see :mod:`seqvpr.ros.odometry`).
+        odometry_hold_s: an image up to this many seconds newer than the newest odometry
+            reading gets that reading; a later one gets none.
         localizer: the streaming localizer's settings (see ``config/localization.yaml``).
     """
 
@@ -56,6 +62,8 @@ class NodeConfig:
     heading_stddev_rad: float = 0.35
     diagnostics_period_s: float = 1.0
     stale_after_s: float = 2.0
+    odometry_topic: str = ""
+    odometry_hold_s: float = 0.2
     localizer: LocalizerConfig = field(default_factory=LocalizerConfig)
 
     def __post_init__(self) -> None:
@@ -72,6 +80,13 @@ class NodeConfig:
         for name in ("image_topic", "pose_topic", "fix_topic", "frame_id"):
             if not getattr(self, name):
                 raise ConfigError(f"parameter {name} must not be empty")
+        if not (math.isfinite(self.odometry_hold_s) and self.odometry_hold_s >= 0):
+            raise ConfigError(f"parameter odometry_hold_s must be a finite number >= 0, got {self.odometry_hold_s!r}")
+        if self.odometry_topic and self.localizer.query_spacing_m is None:
+            raise ConfigError(
+                f"parameter odometry_topic is {self.odometry_topic!r} but localizer.query_spacing_m is not set: "
+                "odometry is used only when keyframes follow it; set localizer.query_spacing_m (metres between "
+                "keyframes, e.g. 8) or leave odometry_topic empty to keyframe on time")
 
     @property
     def subscribed_topic(self) -> str:
@@ -113,7 +128,12 @@ def node_config_from_parameters(parameters: Mapping[str, Any], source: str) -> N
     missing = [name for name in required if name not in nested]
     if missing:
         raise ConfigError(f"{source}: missing required parameter(s) {missing}")
-    return config_from_dict(NodeConfig, nested, f"{source}: parameters")
+    try:
+        return config_from_dict(NodeConfig, nested, f"{source}: parameters")
+    except ConfigError as error:
+        if str(error).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def merge_ros1_parameters(private: Mapping[str, Any]) -> dict[str, Any]:

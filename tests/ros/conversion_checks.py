@@ -208,9 +208,35 @@ def check_diagnostics(ros: SimpleNamespace) -> None:
         assert values["latency_p95_s"] == "0.0470"
     empty = diagnostics_message(stamp, "node: localization", None, counters, [], ros.types, None, 2.0).status[0]
     assert empty.level == levels.STALE and empty.message == "no image received yet"
+    # A warning (silent odometry) turns OK into WARN and leaves worse levels as they are.
+    extra = {"odometry_topic": "/odom", "odometry_age_s": "3.500"}
+    for state, since, level, text in [("TRACKING", 0.1, levels.WARN, "TRACKING; no odometry for 3.5 s"),
+                                      ("LOST", 0.1, levels.ERROR, "LOST; no odometry for 3.5 s"),
+                                      ("TRACKING", 5.0, levels.STALE,
+                                       "TRACKING; no image for 5.0 s; no odometry for 3.5 s")]:
+        status = ros.round_trip(diagnostics_message(
+            stamp, "node: localization", _estimate(state), counters, [0.02], ros.types, since, 2.0, extra,
+            "no odometry for 3.5 s")).status[0]
+        assert (status.level, status.message) == (level, text)
+        values = {item.key: item.value for item in status.values}
+        assert (values["odometry_topic"], values["odometry_age_s"], values["received"]) == ("/odom", "3.500", "12")
 
 
-CHECKS = [check_stamps, check_raw_images, check_compressed_images, check_pose_and_fix, check_diagnostics]
+def check_odometry(ros: SimpleNamespace) -> None:
+    from nav_msgs.msg import Odometry
+
+    from seqvpr.ros.conversions import load_odometry_type, odometry_reading, seconds_to_stamp
+
+    assert load_odometry_type("hint") is Odometry
+    message = Odometry()
+    message.header.stamp = seconds_to_stamp(1418381798.0625, ros.Time)
+    message.header.frame_id, message.child_frame_id = "odom", "base_link"
+    message.pose.pose.position.x, message.pose.pose.position.y, message.pose.pose.position.z = 12.5, -3.25, 9.0
+    assert odometry_reading(ros.round_trip(message)) == (1418381798.0625, 12.5, -3.25)
+
+
+CHECKS = [check_stamps, check_raw_images, check_compressed_images, check_pose_and_fix, check_diagnostics,
+          check_odometry]
 
 if __name__ == "__main__":
     messages = load(sys.argv[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,29 @@ def test_ros1_parameters_unwrap_the_ros2_layout_and_direct_ones_win():
     merged = merge_ros1_parameters(private)
     assert merged == {"map_dir": "/from/launch", "model": "/m.pt", "localizer": {"query_length": 8, "top_k": 7}}
     assert node_config_from_parameters(merged, "node /x").localizer.top_k == 7
+
+
+def test_odometry_topic_needs_query_spacing_m():
+    base = {"map_dir": "/a", "model": "/m.pt", "odometry_topic": "odom"}
+    with pytest.raises(ConfigError) as error:
+        node_config_from_parameters(base, "node /x")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("node /x: parameter odometry_topic is 'odom' but localizer.query_spacing_m is not set")
+    config = node_config_from_parameters({**base, "localizer.query_spacing_m": 8}, "node /x")
+    assert (config.odometry_topic, config.localizer.query_spacing_m, config.odometry_hold_s) == ("odom", 8.0, 0.2)
+    assert node_config_from_parameters({"map_dir": "/a", "model": "/m.pt"}, "node /x").odometry_topic == ""
+    with pytest.raises(ConfigError, match="odometry_hold_s must be a finite number >= 0"):
+        node_config_from_parameters({**base, "localizer.query_spacing_m": 8, "odometry_hold_s": -1.0}, "node /x")
+
+
+def test_missing_nav_msgs_is_a_clear_error(monkeypatch):
+    from seqvpr.errors import SeqvprError
+    from seqvpr.ros.conversions import load_odometry_type
+
+    monkeypatch.setitem(sys.modules, "nav_msgs", None)
+    monkeypatch.setitem(sys.modules, "nav_msgs.msg", None)
+    with pytest.raises(SeqvprError) as error:
+        load_odometry_type("Debian: apt-get install python3-nav-msgs")
+    assert str(error.value).startswith("parameter odometry_topic needs nav_msgs/Odometry, which does not import")
+    assert str(error.value).endswith("Debian: apt-get install python3-nav-msgs")
