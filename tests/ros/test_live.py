@@ -12,6 +12,16 @@ What is checked, per ROS version:
 - at 100 Hz the queue drops the oldest frames, the counters add up, and the latency stays
   within what a queue of ``queue_size`` frames allows;
 - the node exits cleanly on SIGINT.
+
+And of a second node run beside it on the same 10 Hz images with odometry (the player's
+``nav_msgs/Odometry``, ``odometry_topic`` and ``localizer.query_spacing_m``):
+- its keyframes follow the odometry: as many as the spacing rule gives on the distance
+  travelled between the frames sent (within 2), clearly more than the rule on time gives;
+- its fixes on the route's frames lie within ODOMETRY_ERROR_M of the true positions (the
+  query replays the map's own traverse); the foreign frames after them are a kidnap whose
+  handling (a few carried fixes before LOST) is the localizer's, judged by its own tests;
+- its odometry counters add up, nothing is dropped, odometry never timed out, and the
+  diagnostics name the odometry topic and its age; it exits cleanly on SIGINT.
 """
 
 from __future__ import annotations
@@ -26,9 +36,10 @@ import numpy as np
 import pytest
 import yaml
 
-from live_driver import KILL_AFTER, QUEUE_SIZE, RESTART_GAP
+from live_driver import KILL_AFTER, ODOMETRY_PER_FRAME, ODOMETRY_TOPIC, QUEUE_SIZE, RESTART_GAP
 from ros_env import isolation_available, ros1_available, ros2_available, run_isolated
 from ros_world import ROUTE, World, offline_estimates
+from traverse_player import odometry_positions, odometry_schedule
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -36,6 +47,10 @@ PARAMS = yaml.safe_load((REPO / "config" / "localization_node.yaml").read_text()
     "ros__parameters"]
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+# Largest distance from the truth of the odometry node's fixes on the route's own frames
+# (offline on the same frames they lie within 0.06 m; a carried fix moves with the odometry).
+ODOMETRY_ERROR_M = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +191,82 @@ def test_burst_drops_the_oldest_and_latency_stays_bounded(live):
     print(f"\nROS {live['ros']}: image-in to pose-out at 10 Hz over {len(slow)} poses: median "
           f"{np.median(slow) * 1e3:.1f} ms, p95 {np.percentile(slow, 95) * 1e3:.1f} ms; at 100 Hz: "
           f"{dropped} of {received} frames dropped, node p95 {node_p95 * 1e3:.1f} ms")
+
+
+def _odometry_at_frames(live: dict, query) -> np.ndarray:
+    """The odometry position at each 10 Hz frame sent: np.interp over every reading the two
+    players published (their schedules, for the frames each sent); shape (frames, 2)."""
+    frames = [int(line[0]) for line in live["slow_log"]]
+    readings = []
+    for played in (frames[:KILL_AFTER], frames[KILL_AFTER:]):
+        slots = odometry_schedule(query.times_s, range(played[0], played[-1] + 1), ODOMETRY_PER_FRAME)
+        readings += [stamp for slot in slots for stamp in slot]
+    readings = np.array(sorted(readings))
+    published = odometry_positions(query.times_s, query.positions, readings)
+    stamps = query.times_s[frames]
+    return np.stack([np.interp(stamps, readings, published[:, axis]) for axis in (0, 1)], axis=1)
+
+
+def _keyframe_counts(stamps: np.ndarray, positions: np.ndarray, spacing_m: float, period_s: float) -> tuple[int, int]:
+    """Keyframes the localizer's rules make on these frames: (every spacing_m of distance
+    travelled between the frames' odometry positions, every period_s of stamps); the first
+    frame is one."""
+    travelled = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(positions, axis=0), axis=1))])
+    by_distance, last = 1, travelled[0]
+    for distance in travelled[1:]:
+        if distance - last >= spacing_m:
+            by_distance, last = by_distance + 1, distance
+    on_time, last = 1, stamps[0]
+    for stamp in stamps[1:]:
+        if stamp - last >= period_s - 1e-3:
+            on_time, last = on_time + 1, stamp
+    return by_distance, on_time
+
+
+def test_odometry_node_keyframes_follow_the_distance_travelled(live, world):
+    from seqvpr.data.traverse import read_traverse
+
+    odometry = live["odometry"]
+    assert odometry["node_status"] == 0, odometry["node_log"][-3000:]
+    final = odometry["diagnostics"][-1]["values"]
+    frames = [int(line[0]) for line in live["slow_log"]]
+    assert (int(final["processed"]), int(final["dropped"]), int(final["failed"])) == (len(frames), 0, 0)
+    query = read_traverse(world.query, check_images=False)
+    positions = _odometry_at_frames(live, query)
+    by_distance, on_time = _keyframe_counts(query.times_s[frames], positions, odometry["spacing_m"],
+                                            PARAMS["localizer"]["query_period_s"])
+    keyframes = int(final["localizer_keyframes"])
+    path_m = float(np.linalg.norm(np.diff(positions, axis=0), axis=1).sum())
+    print(f"\nROS {live['ros']}: {keyframes} keyframes with odometry every {odometry['spacing_m']} m over "
+          f"{path_m:.0f} m (rule on distance: {by_distance}, path / spacing: {path_m / odometry['spacing_m']:.1f}; "
+          f"rule on time: {on_time})")
+    assert abs(keyframes - by_distance) <= 2, (keyframes, by_distance)
+    assert keyframes <= path_m / odometry["spacing_m"] + 1
+    assert keyframes - on_time >= 10, f"{keyframes} keyframes are not clearly more than {on_time} on time"
+    assert final["localizer_odometry_timeouts"] == "0"
+    assert final["odometry_topic"] == f"/{ODOMETRY_TOPIC}" and float(final["odometry_age_s"]) >= 0
+    assert int(final["odometry_received"]) >= 0.9 * ODOMETRY_PER_FRAME * len(frames)
+    assert (final["odometry_dropped_out_of_order"], final["odometry_dropped_non_finite"]) == ("0", "0")
+    assert int(final["odometry_frames_without"]) <= 3, final
+    assert all(item["values"]["odometry_topic"] == f"/{ODOMETRY_TOPIC}" for item in odometry["diagnostics"])
+    assert all(item["values"]["odometry_topic"] == "" for item in live["diagnostics"])
+
+
+def test_odometry_node_fixes_are_near_the_truth(live, world):
+    from seqvpr.data.traverse import read_traverse
+
+    odometry = live["odometry"]
+    sent = _published(live, "slow_log")
+    query = read_traverse(world.query, check_images=False)
+    stamps = [_stamp_key(*pose["stamp"]) for pose in odometry["poses"]]
+    assert set(stamps) <= set(sent) and len(stamps) == len(set(stamps)), "a pose stamp is not a 10 Hz image stamp"
+    assert sorted(_stamp_key(*fix["stamp"]) for fix in odometry["fixes"]) == sorted(stamps)
+    assert {pose["frame_id"] for pose in odometry["poses"]} == {PARAMS["frame_id"]}
+    route = [(sent[stamp][0], pose) for stamp, pose in zip(stamps, odometry["poses"]) if sent[stamp][0] < ROUTE]
+    errors = np.array([np.hypot(pose["x"] - query.positions[index, 0], pose["y"] - query.positions[index, 1])
+                       for index, pose in route])
+    print(f"\nROS {live['ros']}: odometry node, {len(route)} fixes on the route's {ROUTE - RESTART_GAP} frames sent: "
+          f"largest error {errors.max():.2f} m, median {np.median(errors):.2f} m; "
+          f"{len(stamps) - len(route)} fixes on the foreign frames")
+    assert len(route) >= 30, f"only {len(route)} fixes on the route"
+    assert errors.max() <= ODOMETRY_ERROR_M, f"a fix {errors.max():.1f} m from the truth"

@@ -33,7 +33,7 @@ def test_ros1_launch_file_loads_the_params_file_into_the_node():
         pytest.skip("Debian's ROS 1 is not installed (tools/install_system_packages.sh)")
     result = subprocess.run(
         ["/usr/bin/python3", "-c", ROSLAUNCH_PARAMS, str(REPO / "launch" / "localization.launch"),
-         "map_dir:=/maps/route", "model:=/maps/encoder.pt", "image:=/camera/image_raw"],
+         "map_dir:=/maps/route", "model:=/maps/encoder.pt", "image:=/camera/image_raw", "odom:=/wheel/odom"],
         capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "ROS_PACKAGE_PATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     launched = json.loads(result.stdout)
@@ -41,6 +41,7 @@ def test_ros1_launch_file_loads_the_params_file_into_the_node():
     assert os.access(REPO / "scripts" / "seqvpr-ros1", os.X_OK)
     assert ["image", "/camera/image_raw"] in launched["remappings"]
     assert ["image/compressed", "/camera/image_raw/compressed"] in launched["remappings"]
+    assert ["odom", "/wheel/odom"] in launched["remappings"]
     prefix = "/seqvpr_localization/"
     private: dict = {}
     for name, value in launched["params"].items():
@@ -60,6 +61,7 @@ def test_ros2_launch_file():
     py_compile.compile(str(path), doraise=True)
     text = path.read_text()
     assert 'executable="seqvpr-ros2"' in text and '"config" / "localization_node.yaml"' in text
+    assert '("odom", LaunchConfiguration("odom"))' in text
     pytest.importorskip("launch_ros")
     import importlib.util
 
@@ -68,19 +70,30 @@ def test_ros2_launch_file():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     arguments = {argument.name for argument in description.get_launch_arguments()}
-    assert {"map_dir", "model", "image", "params_file"} <= arguments
+    assert {"map_dir", "model", "image", "odom", "params_file"} <= arguments
+
+
+ODOMETRY_WITHOUT_SPACING = (
+    "node /seqvpr_localization: parameter odometry_topic is 'odom' but localizer.query_spacing_m is not set: "
+    "odometry is used only when keyframes follow it; set localizer.query_spacing_m (metres between keyframes, "
+    "e.g. 8) or leave odometry_topic empty to keyframe on time")
 
 
 @pytest.mark.ros
-def test_a_misspelt_parameter_stops_each_node(tmp_path):
+def test_bad_parameters_stop_each_node_with_one_line(tmp_path):
+    """A misspelt name, and odometry_topic without localizer.query_spacing_m: exit 2, the message on one line."""
     reason = isolation_available()
     if reason:
         pytest.skip(f"ROS tests run only in a private network namespace: {reason}")
     report = tmp_path / "report.json"
-    result = run_isolated(HERE / "bad_parameters.py", [str(report)], timeout_s=240)
+    result = run_isolated(HERE / "bad_parameters.py", [str(report)], timeout_s=300)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(report.read_text())
     assert runs, "neither ROS version is installed"
-    for version, run in runs.items():
-        assert run["status"] == 2, (version, run["output"][-2000:])
-        assert "unknown key(s) ['queue_sise']" in run["output"], (version, run["output"][-2000:])
+    for start, run in runs.items():
+        assert run["status"] == 2, (start, run["output"][-2000:])
+        if start.endswith("misspelt"):
+            assert "unknown key(s) ['queue_sise']" in run["output"], (start, run["output"][-2000:])
+        else:
+            lines = [line for line in run["output"].splitlines() if "odometry_topic" in line]
+            assert len(lines) == 1 and lines[0].endswith(ODOMETRY_WITHOUT_SPACING), (start, run["output"][-2000:])
