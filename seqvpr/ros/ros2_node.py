@@ -8,8 +8,9 @@ Run it with its parameters file (no ``ros2`` CLI needed)::
 Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed``
 (sensor_msgs/CompressedImage), with the sensor-data QoS (best effort, keep last), and,
 when the parameter ``odometry_topic`` is set, that topic (nav_msgs/Odometry, best effort,
-keep last 50: it accepts reliable and best-effort publishers); publishes ``pose`` (geometry_msgs/PoseWithCovarianceStamped), ``fix``
-(sensor_msgs/NavSatFix) and ``/diagnostics`` (diagnostic_msgs/DiagnosticArray).
+keep last 50: it accepts reliable and best-effort publishers); publishes ``pose``
+(geometry_msgs/PoseWithCovarianceStamped), ``fix`` (sensor_msgs/NavSatFix) and
+``/diagnostics`` (diagnostic_msgs/DiagnosticArray).
 Parameters: ``config/localization_node.yaml`` and :class:`~seqvpr.ros.params.NodeConfig`.
 """
 

@@ -82,7 +82,8 @@ def odometry_schedule(times_s: np.ndarray, indices: range, per_frame: int) -> li
         step = interval(index) / per_frame
         readings = [times_s[index] + (part + 0.5) * step for part in range(per_frame)]
         if number == 0:
-            readings.insert(0, times_s[index] - 0.5 * (interval(index - 1) if index > 0 else interval(index)) / per_frame)
+            before = interval(index - 1) if index > 0 else interval(index)
+            readings.insert(0, times_s[index] - 0.5 * before / per_frame)
         slots.append(readings)
     return slots
 
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.odometry_topic:
             from nav_msgs.msg import Odometry
 
-            odometry_publisher = node.create_publisher(Odometry, args.odometry_topic, 100)  # reliable, as controllers do
+            # Reliable, as robot controllers publish it; the node's best-effort subscription matches it.
+            odometry_publisher = node.create_publisher(Odometry, args.odometry_topic, 100)
             odometry_connected = odometry_publisher.get_subscription_count
     messages = []
     for index in indices:
