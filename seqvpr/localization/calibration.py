@@ -52,6 +52,7 @@ CALIBRATED_SETTINGS = (
     "query_period_s", "query_spacing_m", "query_length", "min_query_length", "top_k", "max_windows",
     "max_speed_ratio", "window_slack_s", "cluster_gap_s", "distinct_m", "global_every", "tracking_slack_s",
     "consistency_m", "speed_ratios", "lam", "grid_size", "refinements", "centring_keyframes", "min_newest_similarity",
+    "still_similarity",
 )
 
 

@@ -61,6 +61,14 @@ class LocalizerConfig:
             that keep arriving without it for longer than this make the localizer fall
             back to time-spaced keyframes (counted in ``odometry_timeouts``) until it
             returns; otherwise a silent odometry source would stop all keyframes.
+        still_similarity: time-spaced keyframes only: a due keyframe whose descriptor
+            resembles the last keyframe's by at least this cosine (of the encoder's unit
+            descriptors, before centring) is taken for a robot standing still. It is not
+            added, and the time until a keyframe differs again is left out of the query's
+            time axis (and out of the carried fix and the running mean), so that the end of
+            the warp does not run on along the street while the robot stands. None (the
+            default) keeps every keyframe. Encoder-dependent: choose it from frames of a
+            standing robot.
         centring_keyframes: on a map built with condition centring (the default), each
             keyframe descriptor has the running mean of the query's recent keyframe
             descriptors subtracted (about this many keyframes; the map's mean stands in
@@ -96,6 +104,7 @@ class LocalizerConfig:
     reset_backward_s: float = 1.0
     max_keyframe_gap_s: float = 30.0
     odometry_timeout_s: float = 2.0
+    still_similarity: float | None = None
     centring_keyframes: int = 60
     min_newest_similarity: float | None = 0.0
     device: str = "cpu"
@@ -134,6 +143,10 @@ class LocalizerConfig:
                 isinstance(self.min_newest_similarity, int | float) and -1.0 <= self.min_newest_similarity <= 1.0):
             raise ConfigError(f"LocalizerConfig.min_newest_similarity must be in [-1, 1] or null, got "
                               f"{self.min_newest_similarity!r}")
+        if self.still_similarity is not None and not (
+                isinstance(self.still_similarity, int | float) and -1.0 <= self.still_similarity <= 1.0):
+            raise ConfigError(f"LocalizerConfig.still_similarity must be in [-1, 1] or null, got "
+                              f"{self.still_similarity!r}")
         if self.confidence_threshold is not None and not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(
                 f"LocalizerConfig.confidence_threshold must be in [0, 1], got {self.confidence_threshold!r}"

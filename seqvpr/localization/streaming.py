@@ -59,7 +59,7 @@ __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 LOGGER = logging.getLogger(__name__)
 
 COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
-            "corrupt_images", "non_finite", "odometry_timeouts")
+            "corrupt_images", "non_finite", "odometry_timeouts", "standing_checks")
 _NAN = float("nan")
 CENTRING_PRIOR = 5  # keyframes the map's mean weighs as in a query's running mean
 
@@ -122,13 +122,14 @@ class _Keyframe:
     values: np.ndarray
     rows: np.ndarray | None = None
     distance_m: float | None = None  # odometry travelled, when keyframes follow odometry
+    clock_s: float = 0.0  # the moving clock (camera time less the time judged standing)
 
 
 @dataclass(frozen=True)
 class _Fix:
     traverse: int
     reference_time_s: float
-    stamp_s: float
+    stamp_s: float  # on the moving clock (the camera time without still_similarity)
     rate: float
     confidence: float
     covariance: np.ndarray
@@ -142,7 +143,7 @@ class _Hypothesis:
 
     traverse: int
     reference_time_s: float
-    stamp_s: float
+    stamp_s: float  # on the moving clock (the camera time without still_similarity)
     rate: float
     streak: int
 
@@ -212,6 +213,12 @@ class StreamingLocalizer:
         self._odometry_seen = False
         self._odometry_stamp = 0.0  # camera stamp of the last odometry reading
         self._keyframe_distance: float | None = None
+        # Time-spaced keyframes with still_similarity: the camera time judged standing is
+        # left out of the query's time axis (the moving clock, _clock).
+        self._check_stamp: float | None = None  # the last keyframe or standing check
+        self._last_raw: np.ndarray | None = None  # the last keyframe's descriptor, before centring
+        self._standing_s = 0.0
+        self._standing_since: float | None = None
         self._status = Status.INITIALIZING
         self._fix: _Fix | None = None
         self._since_global = 0
@@ -275,6 +282,8 @@ class StreamingLocalizer:
         self._odometry_position = None
         self._odometry_seen = False
         self._keyframe_distance = None
+        self._check_stamp, self._last_raw = None, None
+        self._standing_s, self._standing_since = 0.0, None
         self._status = Status.INITIALIZING
         self._fix = None
         self._hypothesis = None
@@ -334,15 +343,20 @@ class StreamingLocalizer:
         if values is None:
             return self._carried(stamp, started)
         by_distance = self.config.query_spacing_m is not None and self._odometry_seen
-        if not by_distance and self._keyframes and stamp - self._keyframes[-1].stamp_s > self.config.max_keyframe_gap_s:
-            LOGGER.info("%.1f s without keyframes: resetting", stamp - self._keyframes[-1].stamp_s)
+        if not by_distance and self._keyframes and stamp - self._check_stamp > self.config.max_keyframe_gap_s:
+            LOGGER.info("%.1f s without keyframes: resetting", stamp - self._check_stamp)
             self._counters["resets"] += 1
             self.reset()
             self._last_stamp = stamp
-        values = self._centre(values)
+        if not by_distance and self._standing(values, stamp):
+            self._counters["standing_checks"] += 1
+            return self._carried(stamp, started)
+        raw, values = values, self._centre(values)
         if values is None:
             return self._carried(stamp, started)
-        self._keyframes.append(_Keyframe(stamp, values, distance_m=self._odometry_distance if by_distance else None))
+        self._check_stamp, self._last_raw = stamp, raw
+        self._keyframes.append(_Keyframe(stamp, values, distance_m=self._odometry_distance if by_distance else None,
+                                         clock_s=self._clock(stamp)))
         self._keyframe_distance = self._odometry_distance
         self._counters["keyframes"] += 1
         return self._localize(stamp, started)
@@ -375,7 +389,31 @@ class StreamingLocalizer:
             return True
         if self.config.query_spacing_m is not None and self._keyframe_distance is not None and self._odometry_seen:
             return self._odometry_distance - self._keyframe_distance >= self.config.query_spacing_m
-        return stamp - self._keyframes[-1].stamp_s >= self.config.query_period_s - 1e-3
+        return stamp - self._check_stamp >= self.config.query_period_s - 1e-3
+
+    def _standing(self, raw: np.ndarray, stamp: float) -> bool:
+        """Whether a due time keyframe shows the robot standing (``still_similarity``): its
+        descriptor resembles the last keyframe's by at least that cosine. Standing time stops
+        the moving clock; the first keyframe that differs again restarts it."""
+        threshold = self.config.still_similarity
+        if threshold is None or self._last_raw is None:
+            return False
+        if float(raw @ self._last_raw) >= threshold:
+            if self._standing_since is None:  # it stopped since the last check: the midpoint
+                self._standing_since = 0.5 * (self._check_stamp + stamp)
+            self._check_stamp = stamp
+            return True
+        if self._standing_since is not None:
+            self._standing_s += stamp - self._standing_since
+            self._standing_since = None
+        return False
+
+    def _clock(self, stamp: float) -> float:
+        """The moving clock at ``stamp``: camera time less the time judged standing (frozen
+        while standing). Without ``still_similarity`` it is the camera time."""
+        if self._standing_since is not None:
+            stamp = self._standing_since
+        return stamp - self._standing_s
 
     def _valid(self, image: Any, descriptor: Any) -> bool:
         """Every frame's cheap check: a descriptor of the map's size and finite, or an HxWx3 uint8 image."""
@@ -443,7 +481,8 @@ class StreamingLocalizer:
         if len(self._keyframes) < config.min_query_length:
             self._status, self._fix, self._hypothesis = Status.INITIALIZING, None, None
             return Estimate(stamp, self._status, latency_s=time.perf_counter() - started, is_keyframe=True)
-        times = np.array([keyframe.stamp_s for keyframe in self._keyframes])
+        times = np.array([keyframe.clock_s for keyframe in self._keyframes])
+        clock = float(times[-1])
         values = np.stack([keyframe.values for keyframe in self._keyframes])
         travelled = [keyframe.distance_m for keyframe in self._keyframes]
         distances = None if any(d is None for d in travelled) else np.array(travelled)
@@ -457,7 +496,7 @@ class StreamingLocalizer:
             rows = np.stack([keyframe.rows for keyframe in self._keyframes])
             windows = global_windows(self.map, times, rows, config)
         else:
-            windows = [tracking_window(self.map, previous.traverse, previous.predicted_time_s(stamp),
+            windows = [tracking_window(self.map, previous.traverse, previous.predicted_time_s(clock),
                                        times[-1] - times[0], config)]
         if not windows:
             self._hypothesis = None
@@ -492,8 +531,8 @@ class StreamingLocalizer:
         rate = float(np.clip(rate, 0.0, config.max_speed_ratio))
         end_time = float(end_times[best])
         end_path = self._path_at(window.traverse, end_time)
-        streak = extend_streak(previous, window.traverse, end_path, stamp, self._path_at, config.consistency_m)
-        self._hypothesis = _Hypothesis(window.traverse, end_time, stamp, rate, streak)
+        streak = extend_streak(previous, window.traverse, end_path, clock, self._path_at, config.consistency_m)
+        self._hypothesis = _Hypothesis(window.traverse, end_time, clock, rate, streak)
         confidence = self.calibration.confidence(margin, streak)
         self._last_margin, self._last_streak = margin, streak
         self._last_vetoed = False
@@ -506,7 +545,7 @@ class StreamingLocalizer:
                             is_keyframe=True, traverse=self.map.traverses[window.traverse].name,
                             reference_time_s=end_time)
         heading = self.map.pose_at(window.traverse, end_time)[1]
-        self._fix = _Fix(window.traverse, end_time, stamp, rate, confidence,
+        self._fix = _Fix(window.traverse, end_time, clock, rate, confidence,
                          self.calibration.covariance(confidence, heading),
                          distance_m=None if distances is None else float(distances[-1]),
                          path_m=None if distances is None else end_path)
@@ -613,7 +652,7 @@ class StreamingLocalizer:
             path = fix.path_m + max(self._odometry_distance - fix.distance_m, 0.0)
             reference_time = float(np.interp(path, self.map.path_length_m[rows], self.map.times[rows]))
         else:
-            reference_time = fix.reference_time_s + fix.rate * (stamp - fix.stamp_s)
+            reference_time = fix.reference_time_s + fix.rate * (self._clock(stamp) - fix.stamp_s)
         position, heading = self.map.pose_at(fix.traverse, reference_time)
         latitude, longitude = utm_to_latlon(position[None], self.map.zone)
         return Estimate(

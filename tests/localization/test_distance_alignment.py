@@ -1,4 +1,5 @@
-"""Alignment on travelled distance when keyframes follow odometry."""
+"""Keyframes that follow the robot's motion: alignment on travelled distance when keyframes
+follow odometry, and on time, standing time left out of the query (``still_similarity``)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,50 @@ def test_silent_odometry_falls_back_to_time_keyframes_and_back(tmp_path):
     during = keyframes[(keyframes >= 20.0) & (keyframes < 40.0)]
     assert during.min() >= 21.9 and np.allclose(np.diff(during), 1.0, atol=0.11) and len(during) >= 16
     assert np.allclose(np.diff(keyframes[keyframes > 40.0]), 2.0, atol=0.11)
+
+
+def test_standing_time_is_left_out_of_the_query_on_time(tmp_path):
+    """On time with ``still_similarity``, the keyframes of a 30 s stand are skipped and their
+    time is left out of the query's time axis; the fixes stay on the robot."""
+    rng = np.random.default_rng(4)
+    reference_map, place = _route_map(tmp_path, rng)
+    rate_hz = 10.0
+    segments = [np.linspace(20.0, 250.0, int(230 / 6.0 * rate_hz)), np.full(int(30 * rate_hz), 250.0),
+                np.linspace(250.0, 450.0, int(200 / 5.0 * rate_hz))]
+    travelled = np.concatenate(segments)
+    stamps = 9000.0 + np.arange(len(travelled)) / rate_hz
+    descriptors = _unit(place(travelled) + 0.02 * rng.normal(size=(len(travelled), DIM)))
+    stand_start, stand_end = stamps[len(segments[0])], stamps[len(segments[0]) + len(segments[1])]
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig(confidence_threshold=0.0, still_similarity=0.95))
+    keyframes, errors = [], []
+    for stamp, value, metres in zip(stamps, descriptors, travelled):
+        estimate = localizer.update(stamp, descriptor=value)
+        if estimate.is_keyframe:
+            keyframes.append((stamp, localizer._keyframes[-1].clock_s))
+        if estimate.has_fix:
+            errors.append(abs(estimate.easting - (600000.0 + metres)))
+    keyframes = np.array(keyframes)
+    # One keyframe a second while driving, none while standing (29 checks find the same view).
+    assert 28 <= localizer.counters["standing_checks"] <= 31, localizer.counters
+    inside = (keyframes[:, 0] > stand_start + 1.5) & (keyframes[:, 0] < stand_end)
+    assert not inside.any()
+    # The moving clock runs with the camera while driving and skips the stand: across it,
+    # two keyframes ~31 s apart in camera time are ~1-2 s apart on the clock.
+    steps = np.diff(keyframes, axis=0)
+    across = int(np.argmax(steps[:, 0]))
+    assert steps[across, 0] > 29.0 and steps[across, 1] < 2.1
+    assert np.allclose(np.delete(steps[:, 0], across), np.delete(steps[:, 1], across), atol=1e-9)
+    assert np.percentile(errors, 95) < 8.0
+
+
+def test_without_still_similarity_the_clock_is_the_camera_time(tmp_path):
+    rng = np.random.default_rng(5)
+    reference_map, place = _route_map(tmp_path, rng)
+    stamps = 9500.0 + np.arange(200) / 10.0
+    descriptors = _unit(np.repeat(place(np.array([300.0])), len(stamps), axis=0)
+                        + 0.02 * rng.normal(size=(len(stamps), DIM)))  # standing the whole time
+    localizer = StreamingLocalizer(reference_map, LocalizerConfig())
+    for stamp, value in zip(stamps, descriptors):
+        localizer.update(stamp, descriptor=value)
+    assert localizer.counters["standing_checks"] == 0 and localizer.counters["keyframes"] == 20
+    assert [k.clock_s for k in localizer._keyframes] == [k.stamp_s for k in localizer._keyframes]
