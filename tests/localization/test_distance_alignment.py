@@ -37,6 +37,18 @@ def _route_map(tmp_path, rng, length_m=800.0, speed=8.0, rate_hz=5.0):
     return reference_map, place
 
 
+def _stop_and_go(rng, place, start_s, noise):
+    """A drive at 10 Hz: 20 -> 250 m at 6 m/s, 30 s standing at 250 m, 250 -> 450 m at
+    5 m/s. Returns the segments, the travelled distance, stamps and descriptors per frame."""
+    rate_hz = 10.0
+    segments = [np.linspace(20.0, 250.0, int(230 / 6.0 * rate_hz)), np.full(int(30 * rate_hz), 250.0),
+                np.linspace(250.0, 450.0, int(200 / 5.0 * rate_hz))]
+    travelled = np.concatenate(segments)
+    stamps = start_s + np.arange(len(travelled)) / rate_hz
+    descriptors = _unit(place(travelled) + noise * rng.normal(size=(len(travelled), DIM)))
+    return segments, travelled, stamps, descriptors
+
+
 def test_distance_alignment_is_gdtw_on_path_length_and_odometry(tmp_path):
     """The batched alignment on distance equals a plain GDTW on full descriptors
     with path length (reference) and travelled distance (query) as the time axes."""
@@ -74,12 +86,7 @@ def test_a_robot_that_stops_is_not_run_ahead_of_with_odometry(tmp_path):
     warp runs ahead during and after the stop, on distance it stays with the robot."""
     rng = np.random.default_rng(1)
     reference_map, place = _route_map(tmp_path, rng)
-    rate_hz = 10.0
-    segments = [np.linspace(20.0, 250.0, int(230 / 6.0 * rate_hz)), np.full(int(30 * rate_hz), 250.0),
-                np.linspace(250.0, 450.0, int(200 / 5.0 * rate_hz))]
-    travelled = np.concatenate(segments)
-    stamps = 5000.0 + np.arange(len(travelled)) / rate_hz
-    descriptors = _unit(place(travelled) + 0.1 * rng.normal(size=(len(travelled), DIM)))
+    segments, travelled, stamps, descriptors = _stop_and_go(rng, place, 5000.0, 0.1)
     truth = 600000.0 + travelled
     stopped = np.zeros(len(travelled), dtype=bool)
     stopped[len(segments[0]):len(segments[0]) + len(segments[1])] = True
@@ -160,12 +167,7 @@ def test_standing_time_is_left_out_of_the_query_on_time(tmp_path):
     time is left out of the query's time axis; the fixes stay on the robot."""
     rng = np.random.default_rng(4)
     reference_map, place = _route_map(tmp_path, rng)
-    rate_hz = 10.0
-    segments = [np.linspace(20.0, 250.0, int(230 / 6.0 * rate_hz)), np.full(int(30 * rate_hz), 250.0),
-                np.linspace(250.0, 450.0, int(200 / 5.0 * rate_hz))]
-    travelled = np.concatenate(segments)
-    stamps = 9000.0 + np.arange(len(travelled)) / rate_hz
-    descriptors = _unit(place(travelled) + 0.02 * rng.normal(size=(len(travelled), DIM)))
+    segments, travelled, stamps, descriptors = _stop_and_go(rng, place, 9000.0, 0.02)
     stand_start, stand_end = stamps[len(segments[0])], stamps[len(segments[0]) + len(segments[1])]
     localizer = StreamingLocalizer(reference_map, LocalizerConfig(confidence_threshold=0.0, still_similarity=0.95))
     keyframes, errors = [], []

@@ -285,6 +285,16 @@ def _wait(process: subprocess.Popen, timeout_s: float, what: str) -> int:
         raise RuntimeError(f"{what} did not finish within {timeout_s} s") from None
 
 
+def _interrupt(process: subprocess.Popen, timeout_s: float) -> int | str:
+    """SIGINT (a node's clean shutdown), then its exit status, or a kill after ``timeout_s``."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return f"killed after {timeout_s:g} s"
+
+
 def run(ros: str, world: World, out: Path) -> dict:
     env = ros_environment(out)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -329,12 +339,7 @@ def run(ros: str, world: World, out: Path) -> dict:
         # machine can still be encoding the last keyframe a few seconds after the player ends).
         _wait_until_drained(recorder, time.time(), 90)
         _wait_until_drained(recorder, time.time(), 90, "odometry_diagnostics")
-        odometry_node.send_signal(signal.SIGINT)
-        try:
-            odometry_status = odometry_node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            odometry_node.kill()
-            odometry_status = "killed after 30 s"
+        odometry_status = _interrupt(odometry_node, 30)
         time.sleep(1.0)
         phases["fast_start"] = time.time()
         go.touch()
@@ -348,18 +353,9 @@ def run(ros: str, world: World, out: Path) -> dict:
         if odometry_node.poll() is None:
             odometry_node.kill()
         close()
-        node.send_signal(signal.SIGINT)
-        try:
-            node_status = node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node_status = "killed after 30 s"
+        node_status = _interrupt(node, 30)
         for helper in helpers:
-            helper.send_signal(signal.SIGINT)
-            try:
-                helper.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                helper.kill()
+            _interrupt(helper, 15)
     report = recorder.report()
     report.update(phases=phases, alive_after_kill=alive_after_kill, alive_at_end=alive_at_end,
                   node_status=node_status, slow_log=_lines(slow_log), fast_log=_lines(fast_log),
