@@ -20,10 +20,12 @@ the calibrated localizer against the test world's map:
   first 40 %, and every calibration-world query against the test world's map.
 
 Usage (worlds and the untrained encoder in OUT are reused when present; maps, descriptors
-and the results, OUT/<fp>/evidence.json and reliability plots, are kept per encoder
-fingerprint <fp>)::
+and the results, OUT/<fp>/evidence[_still<c>|_odometry<s>m].json and reliability plots, are
+kept per encoder fingerprint <fp>)::
 
     .venv/bin/python tools/localization_evidence.py --out /tmp/evidence
+    .venv/bin/python tools/localization_evidence.py --out /tmp/evidence --still-similarity 0.85   # stops left out
+    .venv/bin/python tools/localization_evidence.py --out /tmp/evidence --odometry-spacing-m 8    # on odometry
     .venv/bin/python tools/localization_evidence.py --out /tmp/evidence --model run/best.pt   # another encoder
 """
 
@@ -67,6 +69,8 @@ def main() -> None:
                         help="keyframes every this many metres of odometry, aligned on distance (default: time)")
     parser.add_argument("--odometry-scale", type=float, default=1.0,
                         help="odometry = travelled distance x this (default 1.0; 1.02 reads 2 %% long)")
+    parser.add_argument("--still-similarity", type=float,
+                        help="on time: take keyframes this alike (cosine) for a standing robot (default: the config's)")
     parser.add_argument("--no-calibration-off-map", dest="calibration_off_map", action="store_false",
                         help="calibrate on the calibration world's in-map keyframes only")
     parser.add_argument("--model", type=Path,
@@ -95,10 +99,12 @@ def main() -> None:
                                                             "map_uncentred", tag)["map"]
                 for world, root in ((test, test_root), (calibration_world, calibration_root))]
     config = load_config(args.config, LocalizerConfig)
-    odometry = None
+    if args.still_similarity is not None:
+        config = dataclasses.replace(config, still_similarity=args.still_similarity)
+    odometry, mode = None, "" if config.still_similarity is None else f"_still{config.still_similarity:g}"
     if args.odometry_spacing_m is not None:
         config = dataclasses.replace(config, query_spacing_m=args.odometry_spacing_m)
-        odometry = args.odometry_scale
+        odometry, mode = args.odometry_scale, f"_odometry{args.odometry_spacing_m:g}m"
 
     # The proposals, margins and streaks do not depend on the calibration: one replay with
     # the built-in mapping gives the attempts to calibrate on: the calibration world's
@@ -143,7 +149,7 @@ def main() -> None:
         for q in queries}
     report["threshold_sweep_test"] = _sweep(attempts, oracle, calibration, threshold)
     for name in ("calibration", "test"):
-        plot = args.out / tag / f"reliability_{name}{'' if odometry is None else '_odometry'}.png"
+        plot = args.out / tag / f"reliability_{name}{mode}.png"
         plot_reliability(plot, report["reliability"][name], f"{name} world")
     report["kidnap"] = {f"{q.name} ({q.condition})": _kidnap(test["map"], q, test["descriptors"][q.name], config,
                                                               odometry)
@@ -157,7 +163,7 @@ def main() -> None:
                                                     calibration, 0.0, odometry)
         for q in calibration_world["queries"]}
     report["seconds"] = time.perf_counter() - started
-    name = "evidence.json" if odometry is None else f"evidence_odometry{args.odometry_spacing_m:g}m.json"
+    name = f"evidence{mode}.json"
     (args.out / tag / name).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -66,9 +66,11 @@ class LocalizerConfig:
             descriptors, before centring) is taken for a robot standing still. It is not
             added, and the time until a keyframe differs again is left out of the query's
             time axis (and out of the carried fix and the running mean), so that the end of
-            the warp does not run on along the street while the robot stands. None (the
-            default) keeps every keyframe. Encoder-dependent: choose it from frames of a
-            standing robot.
+            the warp does not run on along the street while the robot stands. Since the
+            moving clock only guesses how far the robot crept across the stop, fixes are
+            withheld (status LOST) while the query holds standing time: about
+            ``query_length`` keyframes after it moves off. None (the default) keeps every
+            keyframe. Encoder-dependent: choose it from frames of a standing robot.
         centring_keyframes: on a map built with condition centring (the default), each
             keyframe descriptor has the running mean of the query's recent keyframe
             descriptors subtracted (about this many keyframes; the map's mean stands in

@@ -535,10 +535,11 @@ class StreamingLocalizer:
         self._hypothesis = _Hypothesis(window.traverse, end_time, clock, rate, streak)
         confidence = self.calibration.confidence(margin, streak)
         self._last_margin, self._last_streak = margin, streak
-        self._last_vetoed = False
-        if self.map.centred and config.min_newest_similarity is not None:
-            if self._similarity_at(window.traverse, end_time, values[-1]) <= config.min_newest_similarity:
-                confidence, self._last_vetoed = 0.0, True
+        self._last_vetoed = self._query_spans_standing()
+        if self.map.centred and config.min_newest_similarity is not None and not self._last_vetoed:
+            self._last_vetoed = self._similarity_at(window.traverse, end_time, values[-1]) <= config.min_newest_similarity
+        if self._last_vetoed:
+            confidence = 0.0
         if self._last_vetoed or confidence < self.confidence_threshold:
             self._status, self._fix = Status.LOST, None
             return Estimate(stamp, Status.LOST, confidence=confidence, latency_s=time.perf_counter() - started,
@@ -576,6 +577,20 @@ class StreamingLocalizer:
             alignment = align_windows(self.map, windows, times, values, self.config,
                                       speed_ratios=self.config.speed_ratios)
         return alignment.costs, alignment.end_times, alignment.start_times
+
+    def _query_spans_standing(self) -> bool:
+        """Whether the query holds time judged standing (``still_similarity``): a step between
+        keyframes whose moving clock is shorter than its camera time by over half a period.
+
+        The moving clock only guesses how far the robot went across a stop: frames of a car
+        creeping to a halt or pulling away look alike too. Until the stop has left the query,
+        the end of its warp may sit 10-25 m off along the street, so the fix is withheld.
+        """
+        if self.config.still_similarity is None or len(self._keyframes) < 2:
+            return False
+        stamps = np.array([keyframe.stamp_s for keyframe in self._keyframes])
+        clocks = np.array([keyframe.clock_s for keyframe in self._keyframes])
+        return bool(np.any(np.diff(stamps) - np.diff(clocks) > 0.5 * self.config.query_period_s))
 
     def _similarity_at(self, traverse: int, reference_time_s: float, values: np.ndarray) -> float:
         """Cosine of ``values`` and the map's descriptor interpolated at ``reference_time_s``."""
@@ -615,8 +630,9 @@ class StreamingLocalizer:
 
     @property
     def last_vetoed(self) -> bool:
-        """Whether the last alignment's fix was withheld because its newest keyframe did not
-        resemble the reference where the hypothesis put it (``min_newest_similarity``)."""
+        """Whether the last alignment's fix was withheld whatever its confidence: its newest
+        keyframe did not resemble the reference where the hypothesis put it
+        (``min_newest_similarity``), or the query held time judged standing (``still_similarity``)."""
         return self._last_vetoed
 
     @property

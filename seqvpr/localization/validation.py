@@ -41,9 +41,9 @@ class Attempts:
         published: whether the fix was published (K,).
         covariances: published covariance, NaN when not published (K, 2, 2).
         confidences: confidence (K,).
-        vetoed: the fix was withheld because its newest keyframe did not resemble the
-            reference where the hypothesis put it (K,); its confidence is 0 whatever the
-            calibration says.
+        vetoed: the fix was withheld whatever the calibration says (its confidence is 0):
+            its newest keyframe did not resemble the reference where the hypothesis put it,
+            or the query held standing time (K,).
         query_times: the keyframe times of each attempt's query (K lists).
     """
 

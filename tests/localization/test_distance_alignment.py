@@ -164,17 +164,19 @@ def test_silent_odometry_falls_back_to_time_keyframes_and_back(tmp_path):
 
 def test_standing_time_is_left_out_of_the_query_on_time(tmp_path):
     """On time with ``still_similarity``, the keyframes of a 30 s stand are skipped and their
-    time is left out of the query's time axis; the fixes stay on the robot."""
+    time is left out of the query's time axis; fixes are withheld until the stand has left
+    the query, and the fixes stay on the robot."""
     rng = np.random.default_rng(4)
     reference_map, place = _route_map(tmp_path, rng)
     segments, travelled, stamps, descriptors = _stop_and_go(rng, place, 9000.0, 0.02)
     stand_start, stand_end = stamps[len(segments[0])], stamps[len(segments[0]) + len(segments[1])]
     localizer = StreamingLocalizer(reference_map, LocalizerConfig(confidence_threshold=0.0, still_similarity=0.95))
-    keyframes, errors = [], []
+    keyframes, published, errors = [], [], []
     for stamp, value, metres in zip(stamps, descriptors, travelled):
         estimate = localizer.update(stamp, descriptor=value)
         if estimate.is_keyframe:
             keyframes.append((stamp, localizer._keyframes[-1].clock_s))
+            published.append((estimate.has_fix, localizer.last_vetoed))
         if estimate.has_fix:
             errors.append(abs(estimate.easting - (600000.0 + metres)))
     keyframes = np.array(keyframes)
@@ -188,6 +190,13 @@ def test_standing_time_is_left_out_of_the_query_on_time(tmp_path):
     across = int(np.argmax(steps[:, 0]))
     assert steps[across, 0] > 29.0 and steps[across, 1] < 2.1
     assert np.allclose(np.delete(steps[:, 0], across), np.delete(steps[:, 1], across), atol=1e-9)
+    # The first keyframe after the stand and the 8 after it (query length 10) hold the
+    # stand: withheld whatever the confidence; published again from the 10th on.
+    published = np.array(published)
+    after = published[across + 1:]
+    assert published[5:across + 1, 0].all() and not published[5:across + 1, 1].any()
+    assert after[:9, 1].all() and not after[:9, 0].any()
+    assert after[9:, 0].all() and not after[9:, 1].any() and len(after) > 20
     assert np.percentile(errors, 95) < 8.0
 
 
