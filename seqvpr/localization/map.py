@@ -37,6 +37,7 @@ synthetic world this lifts the share of sunny keyframes whose nearest map frame 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Sequence
@@ -68,6 +69,8 @@ PCA_SAMPLE = 20_000  # map rows the principal directions are fitted on
 # A projected index proposes max(SHORTLIST_FACTOR * k, SHORTLIST_MIN) frames for the exact re-rank.
 SHORTLIST_FACTOR = 4
 SHORTLIST_MIN = 32
+# Searches of at most this many queries run on one faiss thread.
+SINGLE_THREAD_QUERIES = 2
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,16 @@ class Map:
         descriptors: the result is the exact top k whenever the shortlist holds it, at a
         fraction of the scan's bytes. Rows are -1 where fewer than k frames were found.
         """
+        from seqvpr.vpr._faiss import faiss_threads
+
         values = np.asarray(values, dtype=np.float32)
-        if self.projection is None:
-            return self.index.search(values, k).indices
-        shortlist = self.index.search(self.proposal_vectors(values), max(SHORTLIST_FACTOR * k, SHORTLIST_MIN)).indices
+        # The localizer searches one new keyframe at a time: one thread scans it fastest.
+        threads = faiss_threads(1) if len(values) <= SINGLE_THREAD_QUERIES else contextlib.nullcontext()
+        with threads:
+            if self.projection is None:
+                return self.index.search(values, k).indices
+            shortlist = self.index.search(self.proposal_vectors(values),
+                                          max(SHORTLIST_FACTOR * k, SHORTLIST_MIN)).indices
         rows = np.full((len(values), k), -1, dtype=np.int64)
         for i, candidates in enumerate(shortlist):
             candidates = candidates[candidates >= 0]

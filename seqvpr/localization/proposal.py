@@ -16,12 +16,16 @@ No oracle: the windows come from the map itself.
   a runner-up to be compared with, even where every neighbour agrees.
 - **Alignment.** One subsequence GDTW over all windows at all speed ratios at once, its
   DP fed the exact inner products of the query and the windows' map rows
-  (:func:`subsequence_gdtw`); the lowest cost wins.
+  (:func:`subsequence_gdtw`); the lowest cost wins. A streaming query changes by one
+  keyframe at a time and its windows move little, so :class:`KeyframeProducts` keeps each
+  keyframe's products with the rows it has met, and only the newest keyframe is multiplied
+  with every row.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +38,7 @@ from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map
 
 __all__ = ["Window", "Alignment", "global_windows", "tracking_window", "decoy_windows", "align_windows",
-           "subsequence_gdtw"]
+           "subsequence_gdtw", "KeyframeProducts"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,7 @@ def align_windows(
     config: LocalizerConfig,
     path_unit_m: float | None = None,
     speed_ratios: tuple[float, ...] = (1.0,),
+    inner_products: Callable[[list[slice]], np.ndarray] | None = None,
 ) -> Alignment:
     """One batched subsequence GDTW of the query against every window at every speed ratio.
 
@@ -214,6 +219,7 @@ def align_windows(
             costs are comparable across ratios (it equals the objective on query times
             stretched by e with weight lambda e^2, divided by e). A window shorter than e
             times the query's span is widened inside its traverse for that ratio.
+        inner_products: see :func:`subsequence_gdtw`.
 
     Returns:
         The alignment of the R * W (ratio, window) items, ratio-major: item r * W + w is
@@ -230,7 +236,7 @@ def align_windows(
             else _path_axis(reference_map, rows, path_unit_m) for rows in slices]
     knots = np.asarray(query_times, dtype=np.float64) - float(query_times[0])
     warp, costs = subsequence_gdtw(reference_map, slices, axes, knots, query_values,
-                                   np.array([ratio for ratio, _ in items]), config)
+                                   np.array([ratio for ratio, _ in items]), config, inner_products)
     origins = np.array([axis[0] for axis in axes])
     ends, starts = warp[:, -1] + origins, warp[:, 0] + origins
     if path_unit_m is not None:  # path units back to reference times
@@ -248,6 +254,7 @@ def subsequence_gdtw(
     query_values: np.ndarray,
     slopes: np.ndarray,
     config: LocalizerConfig,
+    inner_products: Callable[[list[slice]], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Subsequence GDTW of one query against B stretches of map rows, straight from the
     inner products.
@@ -271,6 +278,9 @@ def subsequence_gdtw(
         query_values: the query, (m, D).
         slopes: expected slope e per stretch, (B,).
         config: lam, grid_size and refinements.
+        inner_products: given sorted, disjoint runs of rows, <Q_i, R_k> for every row k of
+            them in order, (m, U) float64 (e.g. a :class:`KeyframeProducts`' cached ones); None
+            multiplies the query with the runs' rows.
 
     Returns:
         The warp at the knots relative to each axis' first value, (B, m), and the objective, (B,).
@@ -281,7 +291,10 @@ def subsequence_gdtw(
     query = np.ascontiguousarray(query_values, dtype=np.float32)
     distinct = list(dict.fromkeys((rows.start, rows.stop) for rows in slices))
     runs = _merged_runs([slice(*rows) for rows in distinct])
-    cross_runs = _query_inner_products(reference_map.descriptors, runs, query, config.device)  # (m, U)
+    if inner_products is None:
+        cross_runs = _query_inner_products(reference_map.descriptors, runs, query, config.device)  # (m, U)
+    else:
+        cross_runs = inner_products(runs)
     starts = np.array([run.start for run in runs])
     offsets = np.concatenate([[0], np.cumsum([run.stop - run.start for run in runs])])
     batch, count = len(slices), len(knots)
@@ -346,3 +359,63 @@ def _query_inner_products(descriptors: np.ndarray, runs: list[slice], query: np.
             rows = torch.from_numpy(np.asarray(descriptors[run])).to(device)
             blocks.append((query_tensor @ rows.T).double().cpu())
     return torch.cat(blocks, dim=1).numpy()
+
+
+class KeyframeProducts:
+    """Each keyframe's inner products with the map rows it has been aligned against.
+
+    The streaming query drops its oldest keyframe and gains a new one per alignment, and its
+    candidate windows move little, so most of the (m, U) products an alignment needs were
+    computed for the one before: only the newest keyframe is multiplied with every row, and
+    the older ones with the rows new to them. Products are those of
+    :func:`_query_inner_products` (float32 products, as float64), so an alignment fed from
+    here gives what the plain product gives.
+
+    A table of ``capacity`` x N float32 (NaN: not computed) holds them, keyframe ``serial``
+    in row ``serial % capacity``: the caller numbers its keyframes consecutively and keeps
+    at most ``capacity`` of them, so a row is taken over only by a later keyframe.
+    """
+
+    def __init__(self, descriptors: np.ndarray, capacity: int, device: str = "cpu") -> None:
+        self._descriptors = descriptors
+        self._capacity = int(capacity)
+        self._device = device
+        self._table: np.ndarray | None = None  # (capacity, N), allocated on first use
+        self._owner = np.full(self._capacity, -1, dtype=np.int64)
+        self.computed = 0  # products computed (keyframe-row pairs), for tests and benchmarks
+
+    def clear(self) -> None:
+        """Forget every product (a reset of the query)."""
+        self._owner[:] = -1
+
+    def products(self, serials: np.ndarray, query: np.ndarray, runs: list[slice]) -> np.ndarray:
+        """<Q_i, R_k>, (m, U) float64, for the keyframes ``serials`` (m,) with descriptors
+        ``query`` (m, D) and every row k of the sorted, disjoint ``runs``."""
+        serials = np.asarray(serials, dtype=np.int64)
+        if len(serials) > self._capacity:
+            raise SeqvprError(f"{len(serials)} keyframes, but the product cache holds {self._capacity}")
+        if self._table is None:
+            self._table = np.full((self._capacity, len(self._descriptors)), np.nan, dtype=np.float32)
+        slots = serials % self._capacity
+        for slot, serial in zip(slots, serials):
+            if self._owner[slot] != serial:  # a new keyframe takes the slot over
+                self._table[slot] = np.nan
+                self._owner[slot] = serial
+        rows = np.concatenate([np.arange(run.start, run.stop) for run in runs])
+        known = self._table[np.ix_(slots, rows)]  # (m, U) copy
+        missing = np.isnan(known)
+        fresh = missing.all(axis=1)  # keyframes new to every row: multiplied in place, run by run
+        query32 = np.ascontiguousarray(query, dtype=np.float32)
+        if fresh.any():
+            known[fresh] = _query_inner_products(self._descriptors, runs, query32[fresh], self._device)
+            self.computed += int(fresh.sum()) * len(rows)
+        older = ~fresh
+        columns = (missing & older[:, None]).any(axis=0)
+        if columns.any():  # rows new to some older keyframe: gathered (few), multiplied with those
+            new_rows = rows[columns]
+            gathered = torch.from_numpy(np.asarray(self._descriptors[new_rows], dtype=np.float32)).to(self._device)
+            block = (torch.from_numpy(query32[older]).to(self._device) @ gathered.T).cpu().numpy()
+            known[np.ix_(older, columns)] = block
+            self.computed += int(older.sum()) * len(new_rows)
+        self._table[np.ix_(slots, rows)] = known
+        return known.astype(np.float64)

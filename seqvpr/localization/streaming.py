@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import math
 import time
@@ -52,7 +53,14 @@ from seqvpr.errors import SeqvprError
 from seqvpr.localization.calibration import Calibration, load_calibration, settings_mismatch
 from seqvpr.localization.config import LocalizerConfig
 from seqvpr.localization.map import Map, load_map
-from seqvpr.localization.proposal import Window, align_windows, decoy_windows, global_windows, tracking_window
+from seqvpr.localization.proposal import (
+    KeyframeProducts,
+    Window,
+    align_windows,
+    decoy_windows,
+    global_windows,
+    tracking_window,
+)
 
 __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 
@@ -123,6 +131,7 @@ class _Keyframe:
     rows: np.ndarray | None = None
     distance_m: float | None = None  # odometry travelled, when keyframes follow odometry
     clock_s: float = 0.0  # the moving clock (camera time less the time judged standing)
+    serial: int = 0  # keyframes added before this one (its products' key)
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,7 @@ class StreamingLocalizer:
                           UserWarning, stacklevel=2)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.query_length)
+        self._products = KeyframeProducts(reference_map.descriptors, self.config.query_length, self.config.device)
         self._last_stamp: float | None = None
         self._odometry_position: np.ndarray | None = None
         self._odometry_distance = 0.0
@@ -278,6 +288,7 @@ class StreamingLocalizer:
     def reset(self) -> None:
         """Forget the query buffer and the track (the map and counters stay)."""
         self._keyframes.clear()
+        self._products.clear()
         self._last_stamp = None
         self._odometry_position = None
         self._odometry_seen = False
@@ -356,7 +367,7 @@ class StreamingLocalizer:
             return self._carried(stamp, started)
         self._check_stamp, self._last_raw = stamp, raw
         self._keyframes.append(_Keyframe(stamp, values, distance_m=self._odometry_distance if by_distance else None,
-                                         clock_s=self._clock(stamp)))
+                                         clock_s=self._clock(stamp), serial=self._counters["keyframes"]))
         self._keyframe_distance = self._odometry_distance
         self._counters["keyframes"] += 1
         return self._localize(stamp, started)
@@ -502,7 +513,8 @@ class StreamingLocalizer:
             self._hypothesis = None
             return self._no_fix(stamp, started, Status.LOST)
         windows.extend(decoy_windows(self.map, windows[0], config.distinct_m))
-        costs, end_times, start_times = self._align(windows, times, values, distances)
+        serials = np.array([keyframe.serial for keyframe in self._keyframes])
+        costs, end_times, start_times = self._align(windows, times, values, distances, serials)
         window_of = np.tile(np.arange(len(windows)), len(costs) // len(windows))
         ends = self.map.positions_at(np.array([windows[w].traverse for w in window_of]), end_times)
         best = int(np.argmin(costs))
@@ -513,7 +525,7 @@ class StreamingLocalizer:
             covered = Window(windows[window_of[best]].traverse, float(start_times[best]), float(end_times[best]))
             extra = decoy_windows(self.map, covered, config.distinct_m)
             if extra:
-                more = self._align(extra, times, values, distances)
+                more = self._align(extra, times, values, distances, serials)
                 windows.extend(extra)
                 window_of = np.concatenate([window_of, len(windows) - len(extra) + np.tile(
                     np.arange(len(extra)), len(more[0]) // len(extra))])
@@ -554,8 +566,8 @@ class StreamingLocalizer:
         self._counters["fixes"] += 1
         return self._estimate_from_fix(stamp, started, is_keyframe=True)
 
-    def _align(self, windows: list, times: np.ndarray, values: np.ndarray,
-               distances: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def _align(self, windows: list, times: np.ndarray, values: np.ndarray, distances: np.ndarray | None = None,
+               serials: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """Costs, newest and oldest keyframe's reference times of every (speed ratio, window).
 
         When ``distances`` (every keyframe's odometry, metres) are given, the query is aligned on
@@ -567,15 +579,18 @@ class StreamingLocalizer:
 
         Returns three arrays of shape (R * W,), ratio-major (R = 1 on distance): one batched
         GDTW of every window at every expected speed ratio e of ``speed_ratios`` (the
-        regulariser pulls the slope towards e; costs are comparable across ratios).
+        regulariser pulls the slope towards e; costs are comparable across ratios). With the
+        keyframes' ``serials``, the inner products come from their cache
+        (:class:`KeyframeProducts`), else from the product of ``values`` and the rows.
         """
+        products = None if serials is None else functools.partial(self._products.products, serials, values)
         if distances is not None:
             spacing = float(self.config.query_spacing_m)
             alignment = align_windows(self.map, windows, (distances - distances[0]) / spacing, values, self.config,
-                                      path_unit_m=spacing)
+                                      path_unit_m=spacing, inner_products=products)
         else:
             alignment = align_windows(self.map, windows, times, values, self.config,
-                                      speed_ratios=self.config.speed_ratios)
+                                      speed_ratios=self.config.speed_ratios, inner_products=products)
         return alignment.costs, alignment.end_times, alignment.start_times
 
     def _query_spans_standing(self) -> bool:

@@ -13,7 +13,7 @@ import torch
 from seqvpr.align import GDTWConfig, Signal, gdtw
 from seqvpr.errors import SeqvprError
 from seqvpr.localization import LocalizerConfig, MapConfig, MapPart, write_map
-from seqvpr.localization.proposal import Window, _merged_runs, _rows_at_least, align_windows
+from seqvpr.localization.proposal import KeyframeProducts, Window, _merged_runs, _rows_at_least, align_windows
 
 DIM = 40
 
@@ -104,3 +104,62 @@ def test_runs_cover_every_row_once_and_join_small_gaps():
     assert _merged_runs(SLICES, gap=0) == [slice(5, 6), slice(100, 200), slice(300, 340)]
     assert _merged_runs([slice(0, 10), slice(12, 20)], gap=1) == [slice(0, 10), slice(12, 20)]
     assert _merged_runs([slice(0, 10), slice(12, 20)], gap=2) == [slice(0, 20)]
+
+
+def test_cached_keyframe_products_equal_the_plain_products(two_traverse_map):
+    """KeyframeProducts against numpy's float32 products, over a query that shifts by one
+    keyframe per call (slots taken over past the capacity) with windows that move; only the
+    newest keyframe meets every row, the older ones just the rows new to them."""
+    rng = np.random.default_rng(3)
+    descriptors = np.asarray(two_traverse_map.descriptors, dtype=np.float32)
+    capacity = 6
+    cache = KeyframeProducts(two_traverse_map.descriptors, capacity)
+    keyframes = _unit(rng.normal(size=(40, DIM))).astype(np.float32)
+    start = 20
+    for newest in range(3, 40):
+        serials = np.arange(max(0, newest - capacity + 1), newest + 1)
+        start += int(rng.integers(0, 6))
+        runs = _merged_runs([slice(start, start + 50), slice(start + 120, start + 150)])
+        before = cache.computed
+        products = cache.products(serials, keyframes[serials], runs)
+        rows = np.concatenate([np.arange(run.start, run.stop) for run in runs])
+        expected = (keyframes[serials] @ descriptors[rows].T).astype(np.float64)
+        np.testing.assert_allclose(products, expected, rtol=1e-6, atol=1e-6)
+        if newest > 3:  # the newest keyframe with every row, the others with the rows new to them
+            assert cache.computed - before < 2 * len(rows) + (len(serials) - 1) * 12
+    with pytest.raises(SeqvprError, match="7 keyframes, but the product cache holds 6"):
+        cache.products(np.arange(7), keyframes[:7], runs)
+
+
+def test_a_localizer_with_cached_products_gives_what_fresh_products_give(two_traverse_map):
+    """Replayed twice, once with each alignment's products computed afresh: the same
+    hypotheses, margins and statuses, keyframe by keyframe."""
+    from seqvpr.localization import StreamingLocalizer
+    from seqvpr.localization.proposal import _query_inner_products
+
+    rng = np.random.default_rng(4)
+    descriptors = np.asarray(two_traverse_map.descriptors)
+    times = np.asarray(two_traverse_map.times)
+    frames = np.arange(40, 260)
+    stamps = 5000.0 + 0.8 * (times[frames] - times[frames[0]])  # a faster drive than the map's
+    values = _unit(descriptors[frames] + 0.3 * rng.normal(size=(len(frames), DIM)))
+    config = LocalizerConfig(query_period_s=0.5, distinct_m=20.0)
+    cached, fresh = StreamingLocalizer(two_traverse_map, config), StreamingLocalizer(two_traverse_map, config)
+    plain = []
+
+    def fresh_products(serials, query, runs):
+        plain.append(len(query) * sum(run.stop - run.start for run in runs))
+        return _query_inner_products(two_traverse_map.descriptors, runs, np.asarray(query, dtype=np.float32), "cpu")
+
+    fresh._products.products = fresh_products
+    seen = []
+    for stamp, value in zip(stamps, values):
+        a, b = cached.update(stamp, descriptor=value), fresh.update(stamp, descriptor=value)
+        assert (a.status, a.is_keyframe, a.traverse) == (b.status, b.is_keyframe, b.traverse)
+        if a.is_keyframe and a.traverse:
+            # float32 products of other shapes round differently in the last bit
+            assert a.reference_time_s == pytest.approx(b.reference_time_s, abs=1e-4)
+            assert cached.last_margin == pytest.approx(fresh.last_margin, abs=1e-6)
+            seen.append(a.reference_time_s)
+    assert len(seen) > 60
+    assert 0 < cached._products.computed < 0.4 * sum(plain)

@@ -55,8 +55,8 @@ ODOMETRY_SPACING_M = 8.0
 
 
 def full_dimensional_align(reference_map, windows, query_times, query_values, config, path_unit_m=None,
-                           speed_ratios=(1.0,)) -> Alignment:
-    """The baseline: GDTW on the padded (R W, L, D) batch of full descriptors (on time)."""
+                           speed_ratios=(1.0,), inner_products=None) -> Alignment:
+    """The baseline: GDTW on the padded (R W, L, D) batch of full descriptors (on time; no cached products)."""
     if path_unit_m is not None:
         raise NotImplementedError("the full-D baseline aligns on time only")
     span = float(query_times[-1] - query_times[0])
