@@ -207,7 +207,13 @@ class StreamingLocalizer:
         self.encoder = encoder
         if encoder is not None:
             encoder.to(self.config.device).eval()
-        self.calibration = calibration or load_calibration(reference_map.root) or Calibration()
+        calibration = calibration or load_calibration(reference_map.root)
+        self.calibration = calibration or Calibration()
+        if calibration is None and self.config.confidence_threshold is None:
+            LOGGER.warning("%s has no calibration: confidences are the built-in guess and fixes are published from "
+                           "%.2f, with an unknown share of them wrong; calibrate it on a traverse with poses that "
+                           "is not the map's (`seqvpr map calibrate MAP TRAVERSE... --model CKPT`)",
+                           reference_map.root, self.calibration.publish_threshold)
         changed = settings_mismatch(self.calibration, self.config)
         if changed:
             warnings.warn(f"the calibration of {reference_map.root} was fitted with other localizer settings "

@@ -42,3 +42,20 @@ def test_the_same_settings_load_silently_and_others_are_named(calibrated_map):
 
 def test_a_calibration_without_settings_is_not_checked():
     assert settings_mismatch(Calibration(), LocalizerConfig(query_length=15)) == []
+
+
+def test_an_uncalibrated_map_is_logged_as_such(calibrated_map, caplog):
+    from seqvpr.localization import load_map
+
+    reference_map = load_map(calibrated_map)
+    with caplog.at_level("WARNING", logger="seqvpr.localization.streaming"):
+        StreamingLocalizer(reference_map, LocalizerConfig())  # its calibration.yaml
+        (calibrated_map / "calibration.yaml").unlink()
+        uncalibrated = load_map(calibrated_map)
+        StreamingLocalizer(uncalibrated, LocalizerConfig(), calibration=Calibration())  # one given
+        StreamingLocalizer(uncalibrated, LocalizerConfig(confidence_threshold=0.7))  # a threshold of one's own
+        assert not caplog.records
+        StreamingLocalizer(uncalibrated, LocalizerConfig())
+    assert len(caplog.records) == 1
+    assert "has no calibration" in caplog.text and "fixes are published from 0.50" in caplog.text
+    assert "seqvpr map calibrate" in caplog.text
