@@ -65,6 +65,10 @@ from seqvpr.localization.proposal import (
 __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 
 LOGGER = logging.getLogger(__name__)
+# Maps of at least this many dimensions keep each keyframe's inner products between
+# alignments (KeyframeProducts). Below it the products cost less than the lookup: on the
+# soak's 256-d map the cache added 0.1 ms per keyframe at p50.
+CACHED_PRODUCTS_MIN_DIM = 1024
 
 COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
             "corrupt_images", "non_finite", "odometry_timeouts", "standing_checks")
@@ -222,7 +226,9 @@ class StreamingLocalizer:
                           UserWarning, stacklevel=2)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._keyframes: deque[_Keyframe] = deque(maxlen=self.config.query_length)
-        self._products = KeyframeProducts(reference_map.descriptors, self.config.query_length, self.config.device)
+        # Short descriptors multiply faster than the cache looks them up.
+        self._products = (KeyframeProducts(reference_map.descriptors, self.config.query_length, self.config.device)
+                          if reference_map.dim >= CACHED_PRODUCTS_MIN_DIM else None)
         self._last_stamp: float | None = None
         self._odometry_position: np.ndarray | None = None
         self._odometry_distance = 0.0
@@ -294,7 +300,8 @@ class StreamingLocalizer:
     def reset(self) -> None:
         """Forget the query buffer and the track (the map and counters stay)."""
         self._keyframes.clear()
-        self._products.clear()
+        if self._products is not None:
+            self._products.clear()
         self._last_stamp = None
         self._odometry_position = None
         self._odometry_seen = False
@@ -587,9 +594,11 @@ class StreamingLocalizer:
         GDTW of every window at every expected speed ratio e of ``speed_ratios`` (the
         regulariser pulls the slope towards e; costs are comparable across ratios). With the
         keyframes' ``serials``, the inner products come from their cache
-        (:class:`KeyframeProducts`), else from the product of ``values`` and the rows.
+        (:class:`KeyframeProducts`; maps of at least ``CACHED_PRODUCTS_MIN_DIM`` dimensions),
+        else from the product of ``values`` and the rows.
         """
-        products = None if serials is None else functools.partial(self._products.products, serials, values)
+        products = (None if serials is None or self._products is None
+                    else functools.partial(self._products.products, serials, values))
         if distances is not None:
             spacing = float(self.config.query_spacing_m)
             alignment = align_windows(self.map, windows, (distances - distances[0]) / spacing, values, self.config,

@@ -131,11 +131,14 @@ def test_cached_keyframe_products_equal_the_plain_products(two_traverse_map):
         cache.products(np.arange(7), keyframes[:7], runs)
 
 
-def test_a_localizer_with_cached_products_gives_what_fresh_products_give(two_traverse_map):
+def test_a_localizer_with_cached_products_gives_what_fresh_products_give(two_traverse_map, monkeypatch):
     """Replayed twice, once with each alignment's products computed afresh: the same
     hypotheses, margins and statuses, keyframe by keyframe."""
-    from seqvpr.localization import StreamingLocalizer
+    from seqvpr.localization import StreamingLocalizer, streaming
     from seqvpr.localization.proposal import _query_inner_products
+
+    assert StreamingLocalizer(two_traverse_map)._products is None  # 40-d: multiplied afresh
+    monkeypatch.setattr(streaming, "CACHED_PRODUCTS_MIN_DIM", DIM)
 
     rng = np.random.default_rng(4)
     descriptors = np.asarray(two_traverse_map.descriptors)
