@@ -371,39 +371,32 @@ class KeyframeProducts:
     :func:`_query_inner_products` (float32 products, as float64), so an alignment fed from
     here gives what the plain product gives.
 
-    A table of ``capacity`` x N float32 (NaN: not computed) holds them, keyframe ``serial``
-    in row ``serial % capacity``: the caller numbers its keyframes consecutively and keeps
-    at most ``capacity`` of them, so a row is taken over only by a later keyframe.
+    Keyframe ``serial`` keeps its products in row ``serial % capacity`` of a ``capacity`` x N
+    float32 table, each entry stamped with the serial that computed it; an entry counts only
+    for its own serial. Serials must never repeat (the localizer numbers its keyframes); a
+    keyframe that takes a row over needs no clearing, and serials that share a row only cost
+    recomputation.
     """
 
     def __init__(self, descriptors: np.ndarray, capacity: int, device: str = "cpu") -> None:
         self._descriptors = descriptors
         self._capacity = int(capacity)
         self._device = device
-        self._table: np.ndarray | None = None  # (capacity, N), allocated on first use
-        self._owner = np.full(self._capacity, -1, dtype=np.int64)
+        self._values: np.ndarray | None = None  # (capacity, N) float32, allocated on first use
+        self._stamps: np.ndarray | None = None  # (capacity, N) int64, -1: never computed
         self.computed = 0  # products computed (keyframe-row pairs), for tests and benchmarks
-
-    def clear(self) -> None:
-        """Forget every product (a reset of the query)."""
-        self._owner[:] = -1
 
     def products(self, serials: np.ndarray, query: np.ndarray, runs: list[slice]) -> np.ndarray:
         """<Q_i, R_k>, (m, U) float64, for the keyframes ``serials`` (m,) with descriptors
         ``query`` (m, D) and every row k of the sorted, disjoint ``runs``."""
         serials = np.asarray(serials, dtype=np.int64)
-        if len(serials) > self._capacity:
-            raise SeqvprError(f"{len(serials)} keyframes, but the product cache holds {self._capacity}")
-        if self._table is None:
-            self._table = np.full((self._capacity, len(self._descriptors)), np.nan, dtype=np.float32)
-        slots = serials % self._capacity
-        for slot, serial in zip(slots, serials):
-            if self._owner[slot] != serial:  # a new keyframe takes the slot over
-                self._table[slot] = np.nan
-                self._owner[slot] = serial
+        if self._values is None:
+            self._values = np.zeros((self._capacity, len(self._descriptors)), dtype=np.float32)
+            self._stamps = np.full((self._capacity, len(self._descriptors)), -1, dtype=np.int64)
         rows = np.concatenate([np.arange(run.start, run.stop) for run in runs])
-        known = self._table[np.ix_(slots, rows)]  # (m, U) copy
-        missing = np.isnan(known)
+        cells = np.ix_(serials % self._capacity, rows)
+        known = self._values[cells]  # (m, U) copies
+        missing = self._stamps[cells] != serials[:, None]
         fresh = missing.all(axis=1)  # keyframes new to every row: multiplied in place, run by run
         query32 = np.ascontiguousarray(query, dtype=np.float32)
         if fresh.any():
@@ -417,5 +410,6 @@ class KeyframeProducts:
             block = (torch.from_numpy(query32[older]).to(self._device) @ gathered.T).cpu().numpy()
             known[np.ix_(older, columns)] = block
             self.computed += int(older.sum()) * len(new_rows)
-        self._table[np.ix_(slots, rows)] = known
+        self._values[cells] = known
+        self._stamps[cells] = serials[:, None]
         return known.astype(np.float64)

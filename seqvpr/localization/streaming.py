@@ -66,8 +66,8 @@ __all__ = ["Status", "Estimate", "StreamingLocalizer", "COUNTERS"]
 
 LOGGER = logging.getLogger(__name__)
 # Maps of at least this many dimensions keep each keyframe's inner products between
-# alignments (KeyframeProducts). Below it the products cost less than the lookup: on the
-# soak's 256-d map the cache added 0.1 ms per keyframe at p50.
+# alignments (KeyframeProducts). Below it the products are cheap and the cache saved nothing
+# measurable (tools/bench/stream.py --sizes 5000 --dim 256), so it is not worth its table.
 CACHED_PRODUCTS_MIN_DIM = 1024
 
 COUNTERS = ("received", "keyframes", "fixes", "dropped_out_of_order", "dropped_duplicate", "resets",
@@ -299,9 +299,7 @@ class StreamingLocalizer:
 
     def reset(self) -> None:
         """Forget the query buffer and the track (the map and counters stay)."""
-        self._keyframes.clear()
-        if self._products is not None:
-            self._products.clear()
+        self._keyframes.clear()  # keyframe serials go on: cached products of these never match again
         self._last_stamp = None
         self._odometry_position = None
         self._odometry_seen = False

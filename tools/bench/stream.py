@@ -16,9 +16,13 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
   their first d principal directions, shortlists re-ranked on the whole descriptors;
   ``MapConfig.proposal_dim``, default 256, ``--proposal-dim``): baseline the same map with
   an index of the whole descriptors (``--proposal-dim 0``).
+- ``keyframe products`` rows: the localizer as it is (maps of at least
+  ``CACHED_PRODUCTS_MIN_DIM`` dimensions keep each keyframe's inner products between
+  alignments); baseline the other choice (cache off, or forced on below that size).
 - ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
   120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
-  forward pass alone on one image. Maps of random descriptors of the encoder's dimension.
+  forward pass alone on one image, and the same localizer with its keyframe products
+  multiplied afresh. Maps of random descriptors of the encoder's dimension.
 - map loading: ``load_map`` + opening its index, for each map size.
 
 Usage: python tools/bench/stream.py [--sizes 10000 100000] [--dim 4096] [--threads 2] [--config FILE]
@@ -128,6 +132,15 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
             whole = keyframe_latencies(StreamingLocalizer(load_map(folder / f"whole{size}"), CONFIG), stamps, values)
             row(f"{size} frames, {kind}, index of {reference_map.projection.shape[1]}-d projections, descriptor "
                 "given", ours, whole, "index of whole descriptors")
+        cached = reference_map.dim >= streaming.CACHED_PRODUCTS_MIN_DIM
+        threshold = streaming.CACHED_PRODUCTS_MIN_DIM
+        streaming.CACHED_PRODUCTS_MIN_DIM = 10**9 if cached else 1  # the other choice
+        try:
+            other = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG), stamps, values)
+        finally:
+            streaming.CACHED_PRODUCTS_MIN_DIM = threshold
+        row(f"{size} frames, {kind}, D={dim}, keyframe products {'cached' if cached else 'multiplied afresh'}, "
+            "descriptor given", ours, other, f"products {'multiplied afresh' if cached else 'cached'}")
         if kind == "flat":
             original = streaming.align_windows
             streaming.align_windows = full_dimensional_align
@@ -168,6 +181,13 @@ def image_rows(presets, frames, seconds, folder: Path) -> None:
                 baseline.append(1e3 * (time.perf_counter() - started))
         row(f"{preset} encoder ({config.image_width}x{config.image_height}, {dim}-d), image given, "
             f"{frames}-frame map", ours, np.array(baseline), "encoder alone")
+        threshold, streaming.CACHED_PRODUCTS_MIN_DIM = streaming.CACHED_PRODUCTS_MIN_DIM, 10**9
+        try:
+            afresh = keyframe_latencies(StreamingLocalizer(reference_map, CONFIG, encoder=encoder), stamps,
+                                        image=image, warmup_s=5.0)
+        finally:
+            streaming.CACHED_PRODUCTS_MIN_DIM = threshold
+        row(f"{preset} encoder, keyframe products cached", ours, afresh, "products multiplied afresh")
 
 
 def main() -> None:
