@@ -69,7 +69,7 @@ PCA_SAMPLE = 20_000  # map rows the principal directions are fitted on
 # A projected index proposes max(SHORTLIST_FACTOR * k, SHORTLIST_MIN) frames for the exact re-rank.
 SHORTLIST_FACTOR = 4
 SHORTLIST_MIN = 32
-# Searches of at most this many queries run on one faiss thread.
+# Searches of a flat index for at most this many queries run on one faiss thread.
 SINGLE_THREAD_QUERIES = 2
 
 
@@ -192,8 +192,10 @@ class Map:
         from seqvpr.vpr._faiss import faiss_threads
 
         values = np.asarray(values, dtype=np.float32)
-        # The localizer searches one new keyframe at a time: one thread scans it fastest.
-        threads = faiss_threads(1) if len(values) <= SINGLE_THREAD_QUERIES else contextlib.nullcontext()
+        # The localizer searches one new keyframe at a time: one thread scans a flat index
+        # fastest (an IVF index's probed lists are worth sharing out).
+        single = self.index_kind == "flat" and len(values) <= SINGLE_THREAD_QUERIES
+        threads = faiss_threads(1) if single else contextlib.nullcontext()
         with threads:
             if self.projection is None:
                 return self.index.search(values, k).indices

@@ -25,9 +25,8 @@ def import_faiss() -> ModuleType:
 def faiss_threads(count: int) -> Iterator[None]:
     """faiss's OpenMP thread count set to ``count`` inside the block and restored after it.
 
-    A search of one or two queries is better done on one thread: handing a 10k-frame scan
-    to a second OpenMP thread cost more than it saved (0.42 vs 0.97 ms p50, 0.53 vs 1.5 ms
-    p99 per single-query search of a 10k x 256 flat index on 2 cores).
+    (A flat index scanned for one query is faster on one thread than handed out to several:
+    ``tools/bench/stream.py``, the neighbour search rows.)
     """
     faiss = import_faiss()
     before = faiss.omp_get_max_threads()

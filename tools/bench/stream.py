@@ -19,6 +19,9 @@ apart; keyframes every second; p50/p99 over the keyframes after a warm-up):
 - ``keyframe products`` rows: the localizer as it is (maps of at least
   ``CACHED_PRODUCTS_MIN_DIM`` dimensions keep each keyframe's inner products between
   alignments); baseline the other choice (cache off, or forced on below that size).
+- ``neighbour search`` rows: ``Map.neighbours`` of one keyframe (searches of one or two
+  queries in a flat index run on one faiss thread); baseline the same searches on faiss's
+  thread count (for IVF the two are the same code).
 - ``image given``: ``update(stamp, image=...)`` with the small encoder (``small`` preset,
   120x90 input) and with full NetVLAD-VGG16 (240x180, 32768-d); baseline the encoder's
   forward pass alone on one image, and the same localizer with its keyframe products
@@ -132,6 +135,7 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
             whole = keyframe_latencies(StreamingLocalizer(load_map(folder / f"whole{size}"), CONFIG), stamps, values)
             row(f"{size} frames, {kind}, index of {reference_map.projection.shape[1]}-d projections, descriptor "
                 "given", ours, whole, "index of whole descriptors")
+        search_row(reference_map, values, f"{size} frames, {kind}")
         cached = reference_map.dim >= streaming.CACHED_PRODUCTS_MIN_DIM
         threshold = streaming.CACHED_PRODUCTS_MIN_DIM
         streaming.CACHED_PRODUCTS_MIN_DIM = 10**9 if cached else 1  # the other choice
@@ -153,6 +157,34 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
             route_map(route, folder / f"flat{size}", exact_max_frames=size)
             baseline = keyframe_latencies(StreamingLocalizer(load_map(folder / f"flat{size}"), CONFIG), stamps, values)
             row(f"{size} frames, IVF (nprobe 16), descriptor given", ours, baseline, "exact index")
+
+
+def search_row(reference_map, values, name, count=200) -> None:
+    """``Map.neighbours`` of one keyframe at a time (one faiss thread) against the same searches
+    on faiss's own thread count."""
+    import faiss
+
+    import seqvpr.localization.map as map_module
+
+    queries = values[:: max(1, len(values) // count)][:count]
+
+    def timed() -> np.ndarray:
+        latencies = []
+        for query in queries:
+            started = time.perf_counter()
+            reference_map.neighbours(query[None], CONFIG.top_k)
+            latencies.append(1e3 * (time.perf_counter() - started))
+        return np.array(latencies)
+
+    ours = timed()
+    single, map_module.SINGLE_THREAD_QUERIES = map_module.SINGLE_THREAD_QUERIES, 0
+    try:
+        baseline = timed()
+    finally:
+        map_module.SINGLE_THREAD_QUERIES = single
+    mode = "on one faiss thread" if reference_map.index_kind == "flat" else "on faiss's threads (IVF)"
+    row(f"{name}, neighbour search of one keyframe {mode}", ours, baseline,
+        f"on {faiss.omp_get_max_threads()} faiss threads")
 
 
 def image_rows(presets, frames, seconds, folder: Path) -> None:
