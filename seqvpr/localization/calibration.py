@@ -214,12 +214,15 @@ def fit_calibration(
     threshold = publish if threshold is None else threshold
     # The covariance describes a correct fix (the confidence says how likely that is): it is
     # fitted on published fixes within correct_m, or, when fewer than min_per_bin of those
-    # exist, on every correct attempt.
+    # exist, on the min_per_bin most confident correct attempts (the ones most like those
+    # published: less confident fixes spread further).
     published = (confidence >= threshold) & correct
     if published.sum() < min_per_bin:
         if correct.sum() < 10:
             raise SeqvprError(f"calibration: only {int(correct.sum())} attempts within {correct_m} m; need at least 10")
-        published = correct
+        ranked = np.flatnonzero(correct)[np.argsort(-confidence[correct], kind="stable")]
+        published = np.zeros_like(correct)
+        published[ranked[:min_per_bin]] = True
     count = int(published.sum())
     bins = max(1, min(bins, count // min_per_bin))
     quantiles = np.quantile(confidence[published], np.linspace(0, 1, bins + 1)[1:-1])

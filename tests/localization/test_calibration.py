@@ -132,3 +132,18 @@ def test_the_streak_gate_is_found_and_the_confidence_stays_calibrated():
     assert published.mean() > 0.5
     assert (~fresh_correct[published]).mean() == pytest.approx(0.15, abs=0.02)
     assert fit_calibration(margins, along, np.zeros(6000), prior_strength=0.0).streak_gate == 0  # no streaks given
+
+
+def test_with_few_published_fixes_the_covariance_comes_from_the_most_confident_correct_ones():
+    """Fewer than 30 correct fixes reach the threshold: the ellipse is fitted on the 30
+    most confident correct attempts, whose spread (sigma 1 m along) is what a published fix
+    shows, not on every correct attempt (most of them sigma 4 m)."""
+    rng = np.random.default_rng(5)
+    margins = np.concatenate([rng.uniform(0.0, 0.1, 900), rng.uniform(0.3, 0.4, 100)])
+    sigma = np.where(margins > 0.2, 1.0, 4.0)
+    along, cross = sigma * rng.normal(size=1000), 0.5 * sigma * rng.normal(size=1000)
+    # Shrunk towards the overall share correct, no confidence reaches 1.0: nothing is published.
+    calibration = fit_calibration(margins, along, cross, threshold=1.0)
+    assert max(calibration.confidence_knots) < 1.0
+    assert len(calibration.sigma_along_m) == 1
+    assert 0.7 < calibration.sigma_along_m[0] < 1.6 and 0.35 < calibration.sigma_cross_m[0] < 0.8
