@@ -160,8 +160,8 @@ def descriptor_rows(sizes, dim, seconds, folder: Path) -> None:
 
 
 def search_row(reference_map, values, name, count=200) -> None:
-    """``Map.neighbours`` of one keyframe at a time (one faiss thread) against the same searches
-    on faiss's own thread count."""
+    """``Map.neighbours`` of one keyframe at a time (a flat index on one faiss thread, an IVF
+    index on faiss's) against the same searches on faiss's own thread count."""
     import faiss
 
     import seqvpr.localization.map as map_module
