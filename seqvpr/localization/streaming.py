@@ -612,7 +612,7 @@ class StreamingLocalizer:
 
         The moving clock only guesses how far the robot went across a stop: frames of a car
         creeping to a halt or pulling away look alike too. Until the stop has left the query,
-        the end of its warp may sit 10-25 m off along the street, so the fix is withheld.
+        the end of its warp may sit 10-24 m off along the street, so the fix is withheld.
         """
         if self.config.still_similarity is None or len(self._keyframes) < 2:
             return False
