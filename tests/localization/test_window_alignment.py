@@ -106,14 +106,14 @@ def test_runs_cover_every_row_once_and_join_small_gaps():
     assert _merged_runs([slice(0, 10), slice(12, 20)], gap=2) == [slice(0, 20)]
 
 
-def test_cached_keyframe_products_equal_the_plain_products(two_traverse_map):
+def test_cached_keyframe_products_equal_the_plain_products(two_traverse_map, device):
     """KeyframeProducts against numpy's float32 products, over a query that shifts by one
     keyframe per call (table rows taken over past the capacity) with windows that move; only
     the newest keyframe meets every row, the older ones just the rows new to them."""
     rng = np.random.default_rng(3)
     descriptors = np.asarray(two_traverse_map.descriptors, dtype=np.float32)
     capacity = 6
-    cache = KeyframeProducts(two_traverse_map.descriptors, capacity)
+    cache = KeyframeProducts(two_traverse_map.descriptors, capacity, str(device))
     keyframes = _unit(rng.normal(size=(40, DIM))).astype(np.float32)
     start = 20
     for newest in range(3, 40):
@@ -128,7 +128,7 @@ def test_cached_keyframe_products_equal_the_plain_products(two_traverse_map):
         if newest > 3:  # the newest keyframe with every row, the others with the rows new to them
             assert cache.computed - before < 2 * len(rows) + (len(serials) - 1) * 12
     # Serials that share a row of the table (more than its capacity at once) only cost recomputation.
-    cache, crowded = KeyframeProducts(two_traverse_map.descriptors, capacity), np.array([30, 33, 34, 35, 36, 37, 38])
+    cache, crowded = KeyframeProducts(two_traverse_map.descriptors, capacity, str(device)), np.array([30, 33, 34, 35, 36, 37, 38])
     for _ in range(2):
         np.testing.assert_allclose(cache.products(crowded, keyframes[crowded], runs),
                                    keyframes[crowded] @ descriptors[rows].T, rtol=1e-6, atol=1e-6)
