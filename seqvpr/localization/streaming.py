@@ -18,16 +18,20 @@ restarts at 0. The confidence (:mod:`seqvpr.localization.calibration`) is the ca
 probability that the hypothesis is correct given its margin over the best window elsewhere
 and its streak; a hypothesis is published as a fix (status TRACKING) when the confidence
 reaches ``confidence_threshold`` (and, on a centred map, its newest keyframe resembles the
-reference where the hypothesis puts it: ``min_newest_similarity``). The hypothesis is
+reference where the hypothesis puts it: ``min_newest_similarity``; with ``still_similarity``,
+keyframes that look like the last one are taken for standing and left out of the query's
+time axis, and no fix is published while the query holds such a stop). The hypothesis is
 tracked whether or not it is published, so the proposals, the margin and the streak do not
 depend on the calibration (which is fitted on them). Frames between keyframes get the last
-fix carried forward along the reference at the aligned speed.
+fix carried forward along the reference at the aligned speed (by odometry when the fix was
+aligned on distance).
 
 Robustness: a stamp equal to the newest is a duplicate and a stamp slightly behind it is
 out of order (both dropped and counted); a jump back of more than ``reset_backward_s``
 (a replayed bag restarting) or a gap of more than ``max_keyframe_gap_s`` between keyframes
 resets the buffer. Images that are not HxWx3 uint8 arrays are counted and skipped, as are
-descriptors with NaN/inf. Memory is bounded by the ring buffer.
+descriptors with NaN/inf. Memory is bounded by the ring buffer and a fixed-size table of
+its keyframes' inner products with the map (:class:`~seqvpr.localization.proposal.KeyframeProducts`).
 
 Pure Python: no ROS; times are float seconds.
 """
